@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["AnalyticsConfig", "AuthConfig", "RetentionConfig"]
+__all__ = ["DEFAULT_DATABASE_PATH", "AnalyticsConfig", "AuthConfig", "RetentionConfig"]
+
+DEFAULT_DATABASE_PATH = "mockforge-analytics.db"
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +37,7 @@ class AnalyticsConfig:
     """Every key of `plugins.analytics`, with its default (README documents each)."""
 
     enabled: bool = True
-    database_path: str = "mockforge-analytics.db"  # resolved against the config file's folder
+    database_path: str = DEFAULT_DATABASE_PATH  # resolved against the config file's folder
     database_url: str | None = None
     mount_path: str = "/analytics"
     instance: str | None = None  # None: "host:port" of the listening host
