@@ -1,0 +1,360 @@
+"""Writing one recorder snapshot: minute rows add deltas, clients upsert-add, errors append.
+
+Free async functions taking a connection, so a PostgreSQL store can mirror them one by one.
+Histograms are merged in Python (read the touched rows' blobs in one query per minute, add
+counts, write the merged blob and the row's p50/p95/p99 from it): one decode per row, and the
+percentile columns come out of the same merge.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import aiosqlite
+
+from .. import histogram
+from ..snapshot import ClientDelta, ClientKey, ErrorEvent, RecorderSnapshot, SeriesDelta, SeriesKey
+from .series import invalidate_series_cache, resolve_series_ids, series_dims
+
+try:  # the capture engineer's user-agent parser; family/version stay '' until it exists
+    from ..clientinfo import parse_user_agent as _parse_user_agent  # type: ignore[import-not-found]
+except ImportError:  # pragma: no cover - depends on another module landing
+    _parse_user_agent = None
+
+__all__ = [
+    "MAX_CLIENT_ENDPOINTS",
+    "TOP_ENDPOINTS",
+    "WriteResult",
+    "insert_error_events",
+    "mark_rollup_dirty",
+    "upsert_clients",
+    "upsert_minutes",
+    "write_snapshot",
+]
+
+MAX_CLIENT_ENDPOINTS = 200  # distinct "METHOD /template" kept per client row
+TOP_ENDPOINTS = 10
+_QS = (0.5, 0.95, 0.99)
+_IN_CHUNK = 900  # ids per "IN (...)" list
+
+
+@dataclass(slots=True)
+class WriteResult:
+    """What one snapshot write did: rows written per table and how long it took."""
+
+    rows: dict[str, int] = field(default_factory=dict)
+    duration_ms: float = 0.0
+    requests: int = 0  # requests carried by the snapshot
+
+    @property
+    def total_rows(self) -> int:
+        """Rows written across all tables."""
+        return sum(self.rows.values())
+
+
+async def write_snapshot(
+    db: aiosqlite.Connection, snapshot: RecorderSnapshot, now: float, *, batch_size: int = 1000
+) -> WriteResult:
+    """Write a snapshot in ONE transaction (BEGIN IMMEDIATE ... COMMIT); on any error roll back and raise."""
+    started = time.perf_counter()
+    result = WriteResult(requests=snapshot.request_count())
+    if snapshot.is_empty():
+        return result
+    await db.execute("BEGIN IMMEDIATE")
+    try:
+        touched: set[int] = set()
+        if snapshot.series:
+            result.rows["metrics_aggregates_minute"] = await upsert_minutes(
+                db, snapshot.series, now, batch_size=batch_size
+            )
+            touched.update(key.minute for key in snapshot.series)
+        if snapshot.clients:
+            result.rows["client_analytics"] = await upsert_clients(
+                db, snapshot.clients, now, batch_size=batch_size
+            )
+            touched.update(key.hour for key in snapshot.clients)
+        if snapshot.errors:
+            result.rows["error_events"] = await insert_error_events(
+                db, snapshot.errors, now, batch_size=batch_size
+            )
+        result.rows["rollup_dirty"] = await mark_rollup_dirty(db, touched)
+        await db.execute("COMMIT")
+    except BaseException:
+        await _rollback_quietly(db)
+        raise
+    result.duration_ms = (time.perf_counter() - started) * 1000.0
+    return result
+
+
+async def _rollback_quietly(db: aiosqlite.Connection) -> None:
+    # Series ids created in this transaction are gone with it: forget them.
+    invalidate_series_cache(db)
+    try:
+        if db.in_transaction:
+            await db.execute("ROLLBACK")
+    except Exception:  # the original error is what the caller needs
+        pass
+
+
+_MINUTE_COLUMNS = (
+    "timestamp, series_id, request_count, error_count, latency_count, latency_sum, latency_min, "
+    "latency_max, latency_p50, latency_p95, latency_p99, ttfb_sum, histogram, bytes_sent, "
+    "bytes_received, injected_latency_sum, fault_count, session_count, session_duration_sum, "
+    "active_connections, created_at, updated_at"
+)
+_UPSERT_MINUTE = f"""
+INSERT INTO metrics_aggregates_minute ({_MINUTE_COLUMNS})
+VALUES ({", ".join("?" * 22)})
+ON CONFLICT (timestamp, series_id) DO UPDATE SET
+    request_count = request_count + excluded.request_count,
+    error_count = error_count + excluded.error_count,
+    latency_count = latency_count + excluded.latency_count,
+    latency_sum = latency_sum + excluded.latency_sum,
+    latency_min = COALESCE(MIN(latency_min, excluded.latency_min), latency_min, excluded.latency_min),
+    latency_max = COALESCE(MAX(latency_max, excluded.latency_max), latency_max, excluded.latency_max),
+    latency_p50 = COALESCE(excluded.latency_p50, latency_p50),
+    latency_p95 = COALESCE(excluded.latency_p95, latency_p95),
+    latency_p99 = COALESCE(excluded.latency_p99, latency_p99),
+    ttfb_sum = ttfb_sum + excluded.ttfb_sum,
+    histogram = COALESCE(excluded.histogram, histogram),
+    bytes_sent = bytes_sent + excluded.bytes_sent,
+    bytes_received = bytes_received + excluded.bytes_received,
+    injected_latency_sum = injected_latency_sum + excluded.injected_latency_sum,
+    fault_count = fault_count + excluded.fault_count,
+    session_count = session_count + excluded.session_count,
+    session_duration_sum = session_duration_sum + excluded.session_duration_sum,
+    active_connections = MAX(active_connections, excluded.active_connections),
+    updated_at = excluded.updated_at
+"""
+
+
+async def upsert_minutes(
+    db: aiosqlite.Connection,
+    series: Mapping[SeriesKey, SeriesDelta],
+    now: float,
+    *,
+    batch_size: int = 1000,
+) -> int:
+    """Add deltas into minute rows; histograms merged exactly, percentiles recomputed; return rows."""
+    ids = await resolve_series_ids(db, series.keys(), now, batch_size=batch_size)
+    # Existing blobs of the rows whose histogram changes (none on a minute's first flush).
+    wanted: dict[int, list[int]] = {}
+    for key, delta in series.items():
+        if delta.histogram:
+            wanted.setdefault(key.minute, []).append(ids[series_dims(key)])
+    existing = await _existing_histograms(db, wanted)
+    stamp = int(now)
+    rows = 0
+    batch: list[tuple] = []
+    for key, delta in series.items():
+        series_id = ids[series_dims(key)]
+        blob = p50 = p95 = p99 = None
+        if delta.histogram:
+            old = existing.get((key.minute, series_id))
+            merged = histogram.merge_into(histogram.decode(old), delta.histogram) if old else delta.histogram
+            blob = histogram.encode(merged)
+            p50, p95, p99 = histogram.quantiles(merged, _QS)
+        batch.append(
+            (
+                key.minute, series_id, delta.request_count, delta.error_count, delta.latency_count,
+                delta.latency_sum, delta.latency_min, delta.latency_max, p50, p95, p99,
+                delta.ttfb_sum, blob, delta.bytes_sent, delta.bytes_received,
+                delta.injected_latency_sum, delta.fault_count, delta.session_count,
+                delta.session_duration_sum, delta.active_connections, stamp, stamp,
+            )
+        )  # fmt: skip
+        if len(batch) >= batch_size:
+            await db.executemany(_UPSERT_MINUTE, batch)
+            rows += len(batch)
+            batch = []
+    if batch:
+        await db.executemany(_UPSERT_MINUTE, batch)
+        rows += len(batch)
+    return rows
+
+
+async def _existing_histograms(
+    db: aiosqlite.Connection, wanted: Mapping[int, list[int]]
+) -> dict[tuple[int, int], bytes]:
+    """Return {(minute, series_id): blob} for the given rows that exist with a histogram."""
+    found: dict[tuple[int, int], bytes] = {}
+    for minute, series_ids in wanted.items():
+        for start in range(0, len(series_ids), _IN_CHUNK):
+            chunk = series_ids[start : start + _IN_CHUNK]
+            sql = (
+                "SELECT series_id, histogram FROM metrics_aggregates_minute "
+                f"WHERE timestamp = ? AND series_id IN ({', '.join('?' * len(chunk))}) "
+                "AND histogram IS NOT NULL"
+            )
+            for series_id, blob in await db.execute_fetchall(sql, (minute, *chunk)):
+                found[(minute, series_id)] = blob
+    return found
+
+
+async def mark_rollup_dirty(db: aiosqlite.Connection, timestamps: Iterable[int]) -> int:
+    """Mark the hour and day of every given timestamp for the roll-up; return rows marked."""
+    marks = set()
+    for ts in timestamps:
+        marks.add(("hour", ts - ts % 3600))
+        marks.add(("day", ts - ts % 86400))
+    if marks:
+        await db.executemany(
+            "INSERT INTO rollup_dirty (tier, timestamp) VALUES (?, ?) ON CONFLICT DO NOTHING", sorted(marks)
+        )
+    return len(marks)
+
+
+_CLIENT_KEY_COLUMNS = (
+    "timestamp, instance, client_ip, user_agent, protocol, workspace_id, environment, test_run"
+)
+_CLIENT_KEYS = [c.strip() for c in _CLIENT_KEY_COLUMNS.split(",")]
+_CLIENT_WANTED = ", ".join(f"w{i}" for i in range(len(_CLIENT_KEYS)))
+_CLIENT_SELECT = ", ".join(f"c.{c}" for c in _CLIENT_KEYS) + ", c.endpoint_counts"
+_CLIENT_ON = " AND ".join(f"c.{c} = w.w{i}" for i, c in enumerate(_CLIENT_KEYS))
+_UPSERT_CLIENT = f"""
+INSERT INTO client_analytics ({_CLIENT_KEY_COLUMNS}, user_agent_family, user_agent_version,
+    request_count, error_count, latency_count, latency_sum, avg_latency_ms, bytes_sent,
+    bytes_received, endpoint_counts, top_endpoints, created_at, updated_at)
+VALUES ({", ".join("?" * 21)})
+ON CONFLICT ({_CLIENT_KEY_COLUMNS}) DO UPDATE SET
+    user_agent_family = excluded.user_agent_family,
+    user_agent_version = excluded.user_agent_version,
+    request_count = request_count + excluded.request_count,
+    error_count = error_count + excluded.error_count,
+    latency_count = latency_count + excluded.latency_count,
+    latency_sum = latency_sum + excluded.latency_sum,
+    avg_latency_ms = CASE WHEN latency_count + excluded.latency_count > 0
+        THEN (latency_sum + excluded.latency_sum) / (latency_count + excluded.latency_count) END,
+    bytes_sent = bytes_sent + excluded.bytes_sent,
+    bytes_received = bytes_received + excluded.bytes_received,
+    endpoint_counts = excluded.endpoint_counts,
+    top_endpoints = excluded.top_endpoints,
+    updated_at = excluded.updated_at
+"""
+
+
+@lru_cache(maxsize=4096)
+def _user_agent_info(user_agent: str) -> tuple[str, str]:
+    """(family, version) of a user agent; ('', '') when no parser is installed or it fails."""
+    if _parse_user_agent is None or not user_agent:
+        return ("", "")
+    try:
+        family, version = _parse_user_agent(user_agent)
+    except Exception:  # a hostile user agent must never fail a flush
+        return ("", "")
+    return (str(family or ""), str(version or ""))
+
+
+def _client_key_tuple(key: ClientKey) -> tuple:
+    return (
+        key.hour, key.instance, key.client_id, key.user_agent, key.protocol,
+        key.workspace_id, key.environment, key.test_run,
+    )  # fmt: skip
+
+
+def _merge_endpoint_counts(old_json: str | None, new: Mapping[str, int]) -> dict[str, int]:
+    """Add counts, then keep the MAX_CLIENT_ENDPOINTS largest so the JSON stays bounded."""
+    merged: dict[str, int] = {}
+    if old_json:
+        try:
+            loaded = json.loads(old_json)
+            if isinstance(loaded, dict):
+                merged = {str(k): int(v) for k, v in loaded.items()}
+        except (ValueError, TypeError):
+            merged = {}
+    for endpoint, count in new.items():
+        merged[endpoint] = merged.get(endpoint, 0) + count
+    if len(merged) > MAX_CLIENT_ENDPOINTS:
+        merged = dict(sorted(merged.items(), key=lambda kv: (-kv[1], kv[0]))[:MAX_CLIENT_ENDPOINTS])
+    return merged
+
+
+async def upsert_clients(
+    db: aiosqlite.Connection,
+    clients: Mapping[ClientKey, ClientDelta],
+    now: float,
+    *,
+    batch_size: int = 1000,
+) -> int:
+    """Add per-client deltas into hourly client_analytics rows (endpoint counts merged); return rows."""
+    existing = await _existing_endpoint_counts(db, [_client_key_tuple(k) for k in clients])
+    stamp = int(now)
+    rows = 0
+    batch: list[tuple] = []
+    for key, delta in clients.items():
+        key_tuple = _client_key_tuple(key)
+        counts = _merge_endpoint_counts(existing.get(key_tuple), delta.endpoints)
+        top = [e for e, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_ENDPOINTS]]
+        family, version = _user_agent_info(key.user_agent)
+        avg = delta.latency_sum / delta.latency_count if delta.latency_count else None
+        batch.append(
+            (
+                *key_tuple, family, version, delta.request_count, delta.error_count,
+                delta.latency_count, delta.latency_sum, avg, delta.bytes_sent, delta.bytes_received,
+                json.dumps(counts, separators=(",", ":")), json.dumps(top, separators=(",", ":")),
+                stamp, stamp,
+            )
+        )  # fmt: skip
+        if len(batch) >= batch_size:
+            await db.executemany(_UPSERT_CLIENT, batch)
+            rows += len(batch)
+            batch = []
+    if batch:
+        await db.executemany(_UPSERT_CLIENT, batch)
+        rows += len(batch)
+    return rows
+
+
+async def _existing_endpoint_counts(db: aiosqlite.Connection, keys: list[tuple]) -> dict[tuple, str]:
+    """Return {client key tuple: endpoint_counts JSON} for the keys that already have a row."""
+    found: dict[tuple, str] = {}
+    chunk_rows = 400  # 8 values per key
+    one = "(" + ", ".join("?" * 8) + ")"
+    for start in range(0, len(keys), chunk_rows):
+        chunk = keys[start : start + chunk_rows]
+        # Joined from a VALUES list so each wanted key is one primary-key probe.
+        sql = (
+            f"WITH w({_CLIENT_WANTED}) AS (VALUES {', '.join([one] * len(chunk))}) "
+            f"SELECT {_CLIENT_SELECT} FROM w CROSS JOIN client_analytics AS c ON {_CLIENT_ON}"
+        )
+        for row in await db.execute_fetchall(sql, [v for key in chunk for v in key]):
+            found[tuple(row[:8])] = row[8]
+    return found
+
+
+_INSERT_ERROR = """
+INSERT INTO error_events (timestamp, source, instance, protocol, method, endpoint, path, status_code,
+    error_type, error_message, error_category, request_id, trace_id, span_id, client_ip, user_agent,
+    workspace_id, environment, test_run, fault_injected, metadata, created_at)
+VALUES (?, 'middleware', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '{}', ?)
+"""
+
+
+async def insert_error_events(
+    db: aiosqlite.Connection, errors: Iterable[ErrorEvent], now: float, *, batch_size: int = 1000
+) -> int:
+    """Append error events (executemany in batches); return rows."""
+    stamp = int(now)
+    rows = 0
+    batch: list[tuple] = []
+    for e in errors:
+        batch.append(
+            (
+                e.timestamp, e.instance, e.protocol, e.method, e.endpoint, e.path, e.status_code,
+                e.error_type, e.error_message, e.error_category, e.request_id, e.trace_id, e.span_id,
+                e.client_id, e.user_agent, e.workspace_id, e.environment, e.test_run,
+                int(e.fault_injected), stamp,
+            )
+        )  # fmt: skip
+        if len(batch) >= batch_size:
+            await db.executemany(_INSERT_ERROR, batch)
+            rows += len(batch)
+            batch = []
+    if batch:
+        await db.executemany(_INSERT_ERROR, batch)
+        rows += len(batch)
+    return rows
