@@ -1,0 +1,440 @@
+"""In-memory capture buffers: per-minute series, hourly clients, sampled errors, a recent ring.
+
+Everything runs on the event loop thread and nothing here awaits, so no locks are needed. The
+flush task takes the buffers with :meth:`Recorder.swap` and, when a write fails, gives them back
+with :meth:`Recorder.restore`. Memory is bounded whatever the traffic: per-minute caps on distinct
+endpoints, clients and test runs (beyond them a value becomes ``__other__`` and the request is
+counted as overflow), a per-minute cap on error events, a fixed ring, and a bound on how many
+requests may wait for the store (past it the oldest minutes are dropped and counted exactly).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+from .capture_types import OTHER, CapturedRequest
+from .config import AnalyticsConfig
+from .histogram import bucket_index
+from .snapshot import (
+    ClientDelta,
+    ClientKey,
+    DropCounters,
+    ErrorEvent,
+    RecentRequest,
+    RecorderSnapshot,
+    SeriesDelta,
+    SeriesKey,
+)
+
+__all__ = ["MAX_CLIENT_ENDPOINTS", "CapturedRequest", "Recorder", "error_category", "merge_series_delta"]
+
+MAX_CLIENT_ENDPOINTS = 100  # distinct "METHOD endpoint" keys per client delta; the rest -> __other__
+_CAP_MINUTES_KEPT = 5  # late requests (long ones) still find their minute's cap sets
+_TRIM_LOW_WATER = 0.9  # the request path trims to 90% of the bound so it does not trim every call
+
+
+class _MinuteCaps:
+    """Distinct values admitted in one minute, per capped dimension."""
+
+    __slots__ = ("clients", "endpoints", "errors", "test_runs")
+
+    def __init__(self) -> None:
+        self.endpoints: set[str] = set()
+        self.clients: set[tuple[str, str]] = set()
+        self.test_runs: set[str] = set()
+        self.errors = 0  # error events kept this minute
+
+
+def error_category(status_code: int, error_type: str = "") -> str:
+    """Classify an error as REFERENCE.md does: client/server/network/timeout error, or other."""
+    if status_code == 499 or error_type == "client_disconnected":
+        return "network_error"
+    if status_code in (408, 504) or "timeout" in error_type.lower():
+        return "timeout_error"
+    if 400 <= status_code < 500:
+        return "client_error"
+    if 500 <= status_code < 600:
+        return "server_error"
+    return "other"
+
+
+def merge_series_delta(into: SeriesDelta, other: SeriesDelta) -> None:
+    """Add ``other``'s counters into ``into`` (exact: sums, min/max, histogram counts)."""
+    into.request_count += other.request_count
+    into.error_count += other.error_count
+    into.latency_count += other.latency_count
+    into.latency_sum += other.latency_sum
+    if other.latency_min is not None and (into.latency_min is None or other.latency_min < into.latency_min):
+        into.latency_min = other.latency_min
+    if other.latency_max is not None and (into.latency_max is None or other.latency_max > into.latency_max):
+        into.latency_max = other.latency_max
+    into.ttfb_sum += other.ttfb_sum
+    hist = into.histogram
+    for index, count in other.histogram.items():
+        hist[index] = hist.get(index, 0) + count
+    into.bytes_sent += other.bytes_sent
+    into.bytes_received += other.bytes_received
+    into.injected_latency_sum += other.injected_latency_sum
+    into.fault_count += other.fault_count
+    into.session_count += other.session_count
+    into.session_duration_sum += other.session_duration_sum
+    if other.active_connections > into.active_connections:
+        into.active_connections = other.active_connections
+
+
+def _merge_client_delta(into: ClientDelta, other: ClientDelta) -> None:
+    into.request_count += other.request_count
+    into.error_count += other.error_count
+    into.latency_count += other.latency_count
+    into.latency_sum += other.latency_sum
+    into.bytes_sent += other.bytes_sent
+    into.bytes_received += other.bytes_received
+    eps = into.endpoints
+    for name, count in other.endpoints.items():
+        if name not in eps and len(eps) >= MAX_CLIENT_ENDPOINTS:
+            name = OTHER
+        eps[name] = eps.get(name, 0) + count
+
+
+def _series_index_key(k: SeriesKey) -> tuple[Any, ...]:
+    return (
+        k.minute, k.source, k.instance, k.protocol, k.method, k.endpoint, k.status_code,
+        k.workspace_id, k.environment, k.test_run,
+    )  # fmt: skip
+
+
+def _client_index_key(k: ClientKey) -> tuple[Any, ...]:
+    return (
+        k.hour, k.instance, k.client_id, k.user_agent, k.protocol, k.workspace_id, k.environment,
+        k.test_run,
+    )  # fmt: skip
+
+
+class Recorder:
+    """Per-minute series, hourly clients, sampled error events, recent ring and in-flight gauge."""
+
+    def __init__(self, config: AnalyticsConfig, instance: str, source: str = "middleware") -> None:
+        self.config = config
+        self.instance = instance
+        self.source = source
+        self.drops = DropCounters()
+        self._max_endpoints = config.max_endpoints
+        self._max_clients = config.max_clients
+        self._max_test_runs = config.max_test_runs
+        self._max_errors_per_minute = config.max_error_events_per_minute
+        self._max_buffered = max(1, config.max_buffered_events)
+        # Error events waiting for the store: an hour of errors at the per-minute rate, at most
+        # max_buffered_events (each event is also a request).
+        self._max_buffered_errors = max(
+            1, min(config.max_buffered_events, config.max_error_events_per_minute * 60)
+        )
+        # Series are looked up by a plain tuple (hashing a frozen dataclass is slower); the
+        # SeriesKey is built once per new series, so swap() hands out the dict as it is.
+        self._series: dict[SeriesKey, SeriesDelta] = {}
+        self._series_index: dict[tuple[Any, ...], SeriesDelta] = {}
+        self._clients: dict[ClientKey, ClientDelta] = {}
+        self._client_index: dict[tuple[Any, ...], ClientDelta] = {}
+        self._errors: list[ErrorEvent] = []
+        self._buffered = 0  # sum of request_count over self._series
+        self._caps_minute = -1
+        self._caps = _MinuteCaps()
+        self._caps_by_minute: dict[int, _MinuteCaps] = {}
+        # The ring keeps the CapturedRequest itself; RecentRequest is built only when read.
+        self._ring: deque[CapturedRequest] = deque(maxlen=max(1, config.recent_requests))
+        self._in_flight: dict[str, int] = {}
+        self._total_requests = 0
+        self._total_errors = 0
+        self._total_sessions = 0
+
+    # -- the request path -------------------------------------------------------------------
+
+    def request_started(self, protocol: str) -> int:
+        """Count a request of ``protocol`` as in flight; return the gauge including it."""
+        n = self._in_flight.get(protocol, 0) + 1
+        self._in_flight[protocol] = n
+        return n
+
+    def request_finished(self, protocol: str) -> None:
+        """Count a request of ``protocol`` as no longer in flight."""
+        n = self._in_flight.get(protocol, 0) - 1
+        self._in_flight[protocol] = n if n > 0 else 0
+
+    def _caps_for(self, minute: int) -> _MinuteCaps:
+        caps = self._caps_by_minute.get(minute)
+        if caps is None:
+            caps = _MinuteCaps()
+            self._caps_by_minute[minute] = caps
+            if len(self._caps_by_minute) > _CAP_MINUTES_KEPT:
+                # Keep the newest few minutes: a late request may still belong to one of them.
+                for old in sorted(self._caps_by_minute)[:-_CAP_MINUTES_KEPT]:
+                    del self._caps_by_minute[old]
+        if minute >= self._caps_minute:
+            self._caps_minute = minute
+            self._caps = caps
+        return caps
+
+    def record(self, rec: CapturedRequest) -> None:
+        """Add one finished request to the buffers (a few dict operations; never awaits)."""
+        ts = rec.timestamp
+        minute = int(ts // 60) * 60
+        caps = self._caps if minute == self._caps_minute else self._caps_for(minute)
+        drops = self.drops
+        status = rec.status_code
+        protocol = rec.protocol
+        method = rec.method
+
+        endpoint = rec.endpoint
+        seen = caps.endpoints
+        if endpoint not in seen:
+            if len(seen) < self._max_endpoints:
+                seen.add(endpoint)
+            else:
+                endpoint = OTHER
+                drops.endpoint_overflow += 1
+        test_run = rec.test_run
+        if test_run:
+            seen = caps.test_runs
+            if test_run not in seen:
+                if len(seen) < self._max_test_runs:
+                    seen.add(test_run)
+                else:
+                    test_run = OTHER
+                    drops.test_run_overflow += 1
+        workspace = rec.workspace_id
+        environment = rec.environment
+
+        key = (minute, self.source, self.instance, protocol, method, endpoint, status, workspace,
+               environment, test_run)  # fmt: skip
+        d = self._series_index.get(key)
+        if d is None:
+            d = SeriesDelta()
+            self._series_index[key] = d
+            self._series[SeriesKey(*key)] = d
+        d.request_count += 1
+        self._buffered += 1
+        self._total_requests += 1
+        is_error = status >= 400
+        if is_error:
+            d.error_count += 1
+            self._total_errors += 1
+        duration = rec.duration_ms
+        is_ws = protocol == "websocket"
+        if is_ws:
+            # A session's duration is not a request latency: keep it out of the histogram.
+            d.session_count += 1
+            d.session_duration_sum += duration
+            self._total_sessions += 1
+        else:
+            d.latency_count += 1
+            d.latency_sum += duration
+            lo = d.latency_min
+            if lo is None or duration < lo:
+                d.latency_min = duration
+            hi = d.latency_max
+            if hi is None or duration > hi:
+                d.latency_max = duration
+            d.ttfb_sum += rec.ttfb_ms
+            hist = d.histogram
+            b = bucket_index(duration)
+            hist[b] = hist.get(b, 0) + 1
+        d.bytes_sent += rec.bytes_sent
+        d.bytes_received += rec.bytes_received
+        if rec.injected_latency_ms:
+            d.injected_latency_sum += rec.injected_latency_ms
+        if rec.fault_injected:
+            d.fault_count += 1
+        if rec.in_flight > d.active_connections:
+            d.active_connections = rec.in_flight
+
+        # Hourly per-client counters.
+        client_id = rec.client_id
+        user_agent = rec.user_agent
+        pair = (client_id, user_agent)
+        seen_clients = caps.clients
+        if pair not in seen_clients:
+            if len(seen_clients) < self._max_clients:
+                seen_clients.add(pair)
+            else:
+                client_id = user_agent = OTHER
+                drops.client_overflow += 1
+        ckey = (minute // 3600 * 3600, self.instance, client_id, user_agent, protocol, workspace,
+                environment, test_run)  # fmt: skip
+        c = self._client_index.get(ckey)
+        if c is None:
+            c = ClientDelta()
+            self._client_index[ckey] = c
+            self._clients[ClientKey(*ckey)] = c
+        c.request_count += 1
+        if is_error:
+            c.error_count += 1
+        if not is_ws:
+            c.latency_count += 1
+            c.latency_sum += duration
+        c.bytes_sent += rec.bytes_sent
+        c.bytes_received += rec.bytes_received
+        eps = c.endpoints
+        ep = method + " " + endpoint
+        if ep not in eps and len(eps) >= MAX_CLIENT_ENDPOINTS:
+            ep = OTHER
+        eps[ep] = eps.get(ep, 0) + 1
+
+        self._ring.append(rec)
+        if is_error:
+            if caps.errors < self._max_errors_per_minute:
+                caps.errors += 1
+                self._add_error(rec, endpoint, test_run)
+            else:
+                drops.error_events_sampled_out += 1
+        if self._buffered > self._max_buffered:
+            self._trim(int(self._max_buffered * _TRIM_LOW_WATER))
+
+    def _add_error(self, rec: CapturedRequest, endpoint: str, test_run: str) -> None:
+        status = rec.status_code
+        error_type = rec.error_type or f"HTTP {status}"
+        self._errors.append(
+            ErrorEvent(
+                timestamp=rec.timestamp,
+                instance=self.instance,
+                protocol=rec.protocol,
+                method=rec.method,
+                endpoint=endpoint,
+                path=rec.path,
+                status_code=status,
+                error_type=error_type,
+                error_category=error_category(status, error_type),
+                error_message=rec.error_message,
+                request_id=rec.request_id,
+                trace_id=rec.trace_id,
+                span_id=rec.span_id,
+                client_id=rec.client_id,
+                user_agent=rec.user_agent,
+                workspace_id=rec.workspace_id,
+                environment=rec.environment,
+                test_run=test_run,
+                fault_injected=rec.fault_injected,
+            )
+        )
+        if len(self._errors) > self._max_buffered_errors:
+            self._trim_errors(int(self._max_buffered_errors * _TRIM_LOW_WATER))
+
+    # -- the flush side ---------------------------------------------------------------------
+
+    def swap(self) -> RecorderSnapshot:
+        """Take everything buffered so far and start fresh buffers (O(1): no copying)."""
+        snap = RecorderSnapshot(series=self._series, clients=self._clients, errors=self._errors)
+        self._series = {}
+        self._series_index = {}
+        self._clients = {}
+        self._client_index = {}
+        self._errors = []
+        self._buffered = 0
+        return snap
+
+    def restore(self, snapshot: RecorderSnapshot) -> None:
+        """Put back a snapshot whose write failed, merged with what arrived since; then bound it."""
+        series = dict(snapshot.series)  # the older data first, so "oldest" stays in front
+        for k, d in self._series.items():
+            old = series.get(k)
+            if old is None:
+                series[k] = d
+            else:
+                merge_series_delta(old, d)
+        self._series = series
+        self._series_index = {_series_index_key(k): d for k, d in series.items()}
+        self._buffered = sum(d.request_count for d in series.values())
+
+        clients = dict(snapshot.clients)
+        for ck, cd in self._clients.items():
+            old_c = clients.get(ck)
+            if old_c is None:
+                clients[ck] = cd
+            else:
+                _merge_client_delta(old_c, cd)
+        self._clients = clients
+        self._client_index = {_client_index_key(k): d for k, d in clients.items()}
+
+        self._errors = list(snapshot.errors) + self._errors
+        if len(self._errors) > self._max_buffered_errors:
+            self._trim_errors(self._max_buffered_errors)
+        if self._buffered > self._max_buffered:
+            self._trim(self._max_buffered)
+
+    def _trim(self, target: int) -> None:
+        """Drop the oldest minutes' series until at most ``target`` requests wait; count them."""
+        dropped = 0
+        for k in sorted(self._series, key=lambda s: s.minute):
+            if self._buffered - dropped <= target:
+                break
+            d = self._series.pop(k)
+            del self._series_index[_series_index_key(k)]
+            dropped += d.request_count
+        self._buffered -= dropped
+        self.drops.buffer_dropped_requests += dropped
+        if self._series:
+            # Client counters of hours before every kept minute are dropped with them (their
+            # requests are already counted above); this keeps the client dict bounded too.
+            oldest_hour = min(k.minute for k in self._series) // 3600 * 3600
+            for ck in [ck for ck in self._clients if ck.hour < oldest_hour]:
+                del self._clients[ck]
+                del self._client_index[_client_index_key(ck)]
+
+    def _trim_errors(self, target: int) -> None:
+        excess = len(self._errors) - target
+        if excess > 0:
+            del self._errors[:excess]
+            self.drops.buffer_dropped_error_events += excess
+
+    # -- reads ------------------------------------------------------------------------------
+
+    def buffered_requests(self) -> int:
+        """Requests waiting in memory for the store (current plus restored)."""
+        return self._buffered
+
+    def buffered_error_events(self) -> int:
+        """Error events waiting in memory for the store."""
+        return len(self._errors)
+
+    def in_flight(self) -> dict[str, int]:
+        """The in-flight gauge per protocol."""
+        return dict(self._in_flight)
+
+    @property
+    def totals(self) -> dict[str, int]:
+        """Counts since start: requests, errors and WebSocket sessions recorded."""
+        return {
+            "requests": self._total_requests,
+            "errors": self._total_errors,
+            "websocket_sessions": self._total_sessions,
+        }
+
+    def recent(self, limit: int | None = None) -> list[RecentRequest]:
+        """The most recent requests, newest first (at most ``limit``)."""
+        n = len(self._ring) if limit is None else max(0, min(limit, len(self._ring)))
+        out: list[RecentRequest] = []
+        for i in range(1, n + 1):
+            r = self._ring[-i]
+            out.append(
+                RecentRequest(
+                    timestamp=r.timestamp,
+                    protocol=r.protocol,
+                    method=r.method,
+                    path=r.path,
+                    endpoint=r.endpoint,
+                    status_code=r.status_code,
+                    duration_ms=r.duration_ms,
+                    ttfb_ms=r.ttfb_ms,
+                    bytes_sent=r.bytes_sent,
+                    bytes_received=r.bytes_received,
+                    client_id=r.client_id,
+                    user_agent=r.user_agent,
+                    test_run=r.test_run,
+                    workspace_id=r.workspace_id,
+                    environment=r.environment,
+                    mock_route_id=r.mock_route_id,
+                    injected_latency_ms=r.injected_latency_ms,
+                    fault_injected=r.fault_injected,
+                    trace_id=r.trace_id,
+                )
+            )
+        return out
