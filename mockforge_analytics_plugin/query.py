@@ -1,0 +1,342 @@
+"""Answers of the core API routes, assembled from the store's tier-split reads.
+
+Percentiles are read from merged histograms (never averaged); average latency is
+latency_sum / latency_count (requests with a latency, WebSocket sessions excluded). Figures
+cover what the store holds: requests still buffered in the recorder (at most one flush
+interval, 1 s by default) appear after the next flush.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Callable, Hashable
+from typing import Any
+
+import aiosqlite
+
+from .histogram import bucket_value, merge_into, quantiles
+from .params import QueryParams
+from .store.queries import (
+    Counters,
+    Markers,
+    iter_histograms,
+    read_markers,
+    series_lookup,
+    sum_counters,
+    unique_clients,
+)
+
+try:  # numpy merges thousands of histograms ~10x faster; pure Python gives the same numbers.
+    import numpy as _np
+except ImportError:  # pragma: no cover - numpy is optional
+    _np = None
+
+__all__ = [
+    "QUANTILES",
+    "TOP_ENDPOINT_SORTS",
+    "latency_series",
+    "overview",
+    "percentiles_by_key",
+    "protocol_breakdown",
+    "requests_series",
+    "status_codes",
+    "top_endpoints",
+]
+
+QUANTILES = (0.5, 0.95, 0.99)
+TOP_ENDPOINT_SORTS = ("requests", "errors", "error_rate", "avg", "p95", "p99")
+USE_NUMPY = _np is not None and os.environ.get("MOCKFORGE_ANALYTICS_NO_NUMPY") != "1"
+_ENDPOINT_DIMS = ("endpoint", "method", "protocol")
+
+
+def _ms(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+def _pct(part: float, whole: float) -> float:
+    return round(100.0 * part / whole, 4) if whole else 0.0
+
+
+def _label(dim: str, value: Any) -> str:
+    return f"{value}xx" if dim == "status_class" else str(value)
+
+
+def _buckets(p: QueryParams) -> list[int]:
+    return list(range(p.start // p.step * p.step, p.end, p.step))
+
+
+def _overlap(p: QueryParams, bucket: int) -> int:
+    """Seconds of the window inside a bucket (edges are partial)."""
+    return min(bucket + p.step, p.end) - max(bucket, p.start)
+
+
+async def percentiles_by_key(
+    chunks: AsyncIterator[list[tuple[int, int, bytes]]],
+    key_of: Callable[[int, int], Hashable | None],
+    qs: tuple[float, ...] = QUANTILES,
+) -> dict[Hashable, list[float | None]]:
+    """Merge histogram rows (bucket, series_id, blob) per `key_of(bucket, series_id)`; return quantiles."""
+    if USE_NUMPY:
+        blobs: dict[Hashable, list[bytes]] = {}
+        async for rows in chunks:
+            for bucket, sid, blob in rows:
+                key = key_of(bucket, sid)
+                if key is not None and blob:
+                    blobs.setdefault(key, []).append(blob)
+        return {key: _np_quantiles(b"".join(parts), qs) for key, parts in blobs.items()}
+    hists: dict[Hashable, dict[int, int]] = {}
+    async for rows in chunks:
+        for bucket, sid, blob in rows:
+            key = key_of(bucket, sid)
+            if key is not None and blob:
+                merge_into(hists.setdefault(key, {}), blob)
+    return {key: quantiles(h, qs) for key, h in hists.items()}
+
+
+_PAIR_DTYPE = None if _np is None else _np.dtype([("i", "<u2"), ("c", "<u4")])
+
+
+def _np_quantiles(blob: bytes, qs: tuple[float, ...]) -> list[float | None]:
+    """Same rule as histogram.quantiles (first bucket whose cumulative count exceeds q*(n-1))."""
+    pairs = _np.frombuffer(blob, dtype=_PAIR_DTYPE)
+    counts = _np.bincount(pairs["i"], weights=pairs["c"])
+    cum = _np.cumsum(counts)
+    total = cum[-1] if len(cum) else 0
+    if total <= 0:
+        return [None for _ in qs]
+    idx = _np.searchsorted(cum, [q * (total - 1) for q in qs], side="right")
+    return [bucket_value(int(i)) for i in idx]
+
+
+def _latency_fields(c: Counters | None, pcts: list[float | None] | None) -> dict[str, Any]:
+    p50, p95, p99 = pcts or (None, None, None)
+    return {
+        "avg_latency_ms": _ms(c.avg_latency if c else None),
+        "p50_latency_ms": _ms(p50),
+        "p95_latency_ms": _ms(p95),
+        "p99_latency_ms": _ms(p99),
+    }
+
+
+async def overview(
+    conn: aiosqlite.Connection,
+    p: QueryParams,
+    *,
+    active_connections: int = 0,
+    dropped: dict[str, int] | None = None,
+    top_n: int = 10,
+    markers: Markers | None = None,
+) -> dict[str, Any]:
+    """The overview cards of the window (DESIGN.md §5): totals, percentiles, rates, top lists."""
+    markers = markers or await read_markers(conn)
+    totals = (await sum_counters(conn, p, markers)).get((), Counters())
+    pcts = (await percentiles_by_key(iter_histograms(conn, p, markers), lambda b, s: 0)).get(0)
+    protocols = await protocol_breakdown(conn, p, markers=markers)
+    top_p = _replace_top(p, top_n)
+    dropped = dropped or {}
+    return {
+        "total_requests": totals.request_count,
+        "total_errors": totals.error_count,
+        "error_rate": _pct(totals.error_count, totals.request_count),
+        **_latency_fields(totals, pcts),
+        "min_latency_ms": _ms(totals.latency_min),
+        "max_latency_ms": _ms(totals.latency_max),
+        "requests_per_second": round(totals.request_count / p.seconds, 4),
+        "total_bytes_sent": totals.bytes_sent,
+        "total_bytes_received": totals.bytes_received,
+        "fault_count": totals.fault_count,
+        "websocket_sessions": totals.session_count,
+        "active_connections": active_connections,
+        "unique_clients": await unique_clients(conn, p),
+        "top_protocols": [
+            {k: row[k] for k in ("protocol", "request_count", "error_count", "avg_latency_ms")}
+            for row in protocols
+        ],
+        "top_endpoints": await top_endpoints(conn, top_p, markers=markers),
+        "dropped_events": dropped.get("buffer_dropped_requests", 0)
+        + dropped.get("buffer_dropped_error_events", 0),
+        "drops": dropped,
+        "window": {"start": p.start, "end": p.end, "seconds": p.seconds},
+    }
+
+
+def _replace_top(p: QueryParams, top_n: int) -> QueryParams:
+    from dataclasses import replace
+
+    return replace(p, limit=top_n, sort="requests")
+
+
+async def requests_series(
+    conn: aiosqlite.Connection, p: QueryParams, *, markers: Markers | None = None
+) -> list[dict[str, Any]]:
+    """Request counts per bucket, one series per `group_by` value (default protocol), zero-filled."""
+    markers = markers or await read_markers(conn)
+    dim = p.group_by or "protocol"
+    sums = await sum_counters(conn, p, markers, dims=(dim,), step=p.step)
+    per_label: dict[str, dict[int, int]] = {}
+    for (bucket, value), c in sums.items():
+        counts = per_label.setdefault(_label(dim, value), {})
+        counts[bucket] = counts.get(bucket, 0) + c.request_count
+    buckets = _buckets(p)
+    out = []
+    for label, counts in sorted(per_label.items(), key=lambda kv: (-sum(kv[1].values()), kv[0])):
+        data = [
+            {"timestamp": b, "value": counts.get(b, 0), "rate": round(counts.get(b, 0) / _overlap(p, b), 4)}
+            for b in buckets
+        ]
+        out.append({"label": label, "total": sum(counts.values()), "data": data})
+    return out
+
+
+async def latency_series(
+    conn: aiosqlite.Connection, p: QueryParams, *, markers: Markers | None = None
+) -> list[dict[str, Any]]:
+    """Per bucket p50/p95/p99/avg/min/max (ms); with `group_by`, a list of {label, data} series.
+
+    Without group_by the answer is the flat list [{timestamp, p50, ...}] (the original's shape).
+    """
+    markers = markers or await read_markers(conn)
+    dim = p.group_by
+    dims = (dim,) if dim else ()
+    sums = await sum_counters(conn, p, markers, dims=dims, step=p.step)
+    lookup = await series_lookup(conn, p, dims) if dim else {}
+
+    def key_of(bucket: int, sid: int) -> Hashable | None:
+        if not dim:
+            return (bucket,)
+        dims_of = lookup.get(sid)
+        return None if dims_of is None else (bucket, dims_of[0])
+
+    pcts = await percentiles_by_key(iter_histograms(conn, p, markers, step=p.step), key_of)
+    buckets = _buckets(p)
+
+    def points(value: Any) -> list[dict[str, Any]]:
+        data = []
+        for b in buckets:
+            key = (b, value) if dim else (b,)
+            c = sums.get(key)
+            q = pcts.get(key) or (None, None, None)
+            data.append(
+                {
+                    "timestamp": b,
+                    "p50": _ms(q[0]),
+                    "p95": _ms(q[1]),
+                    "p99": _ms(q[2]),
+                    "avg": _ms(c.avg_latency if c else None),
+                    "min": _ms(c.latency_min if c else None),
+                    "max": _ms(c.latency_max if c else None),
+                    "count": c.latency_count if c else 0,
+                }
+            )
+        return data
+
+    if not dim:
+        return points(None)
+    totals: dict[Any, int] = {}
+    for (_, value), c in sums.items():
+        totals[value] = totals.get(value, 0) + c.latency_count
+    ordered = sorted(totals, key=lambda v: (-totals[v], str(v)))
+    return [{"label": _label(dim, v), "data": points(v)} for v in ordered]
+
+
+async def top_endpoints(
+    conn: aiosqlite.Connection, p: QueryParams, *, markers: Markers | None = None
+) -> list[dict[str, Any]]:
+    """Busiest (or slowest, most failing) endpoints of the window, `p.sort` order, `p.limit` rows."""
+    markers = markers or await read_markers(conn)
+    sort = p.sort or "requests"
+    sums = await sum_counters(conn, p, markers, dims=_ENDPOINT_DIMS)
+    rows = [
+        {
+            "endpoint": k[0],
+            "method": k[1],
+            "protocol": k[2],
+            "request_count": c.request_count,
+            "error_count": c.error_count,
+            "error_rate": _pct(c.error_count, c.request_count),
+            "_c": c,
+        }
+        for k, c in sums.items()
+        if c.request_count
+    ]
+    need_all = sort in ("p95", "p99")
+    if not need_all:
+        rows.sort(key=_sort_key(sort))
+        rows = rows[: p.limit]
+    wanted = {(r["endpoint"], r["method"], r["protocol"]) for r in rows}
+    lookup = await series_lookup(conn, p, _ENDPOINT_DIMS)
+    ids = [sid for sid, key in lookup.items() if key in wanted]
+    chunks = iter_histograms(conn, p, markers, series_ids=None if need_all else ids)
+    pcts = await percentiles_by_key(chunks, lambda b, sid: lookup.get(sid))
+    for r in rows:
+        c = r.pop("_c")
+        r.update(_latency_fields(c, pcts.get((r["endpoint"], r["method"], r["protocol"]))))
+        r.update(bytes_sent=c.bytes_sent, bytes_received=c.bytes_received)
+    if need_all:
+        rows.sort(key=_sort_key(sort))
+        rows = rows[: p.limit]
+    return rows
+
+
+def _sort_key(sort: str) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
+    """Descending by the chosen figure, then by requests, then by name (stable across calls)."""
+
+    def figure(r: dict[str, Any]) -> float:
+        if sort == "requests":
+            return r["request_count"]
+        if sort == "errors":
+            return r["error_count"]
+        if sort == "error_rate":
+            return r["error_rate"]
+        if sort == "avg":
+            value = r["_c"].avg_latency if "_c" in r else r["avg_latency_ms"]
+        else:
+            value = r[f"{sort}_latency_ms"]
+        return -1.0 if value is None else value
+
+    return lambda r: (-figure(r), -r["request_count"], r["endpoint"], r["method"], r["protocol"])
+
+
+async def protocol_breakdown(
+    conn: aiosqlite.Connection, p: QueryParams, *, markers: Markers | None = None
+) -> list[dict[str, Any]]:
+    """Per protocol: requests, errors, error rate, avg latency, bytes, sessions and share (percent)."""
+    markers = markers or await read_markers(conn)
+    sums = await sum_counters(conn, p, markers, dims=("protocol",))
+    total = sum(c.request_count for c in sums.values())
+    rows = [
+        {
+            "protocol": k[0],
+            "request_count": c.request_count,
+            "error_count": c.error_count,
+            "error_rate": _pct(c.error_count, c.request_count),
+            "avg_latency_ms": _ms(c.avg_latency),
+            "bytes_sent": c.bytes_sent,
+            "bytes_received": c.bytes_received,
+            "session_count": c.session_count,
+            "share": _pct(c.request_count, total),
+        }
+        for k, c in sums.items()
+    ]
+    rows.sort(key=lambda r: (-r["request_count"], r["protocol"]))
+    return rows
+
+
+async def status_codes(
+    conn: aiosqlite.Connection, p: QueryParams, *, markers: Markers | None = None
+) -> dict[str, Any]:
+    """Counts and shares (percent) per status code and per class (2xx, 4xx, ...)."""
+    markers = markers or await read_markers(conn)
+    sums = await sum_counters(conn, p, markers, dims=("status_code",))
+    total = sum(c.request_count for c in sums.values())
+    codes = sorted(((k[0], c.request_count) for k, c in sums.items()), key=lambda kv: (-kv[1], kv[0]))
+    classes: dict[int, int] = {}
+    for code, count in codes:
+        classes[code // 100] = classes.get(code // 100, 0) + count
+    return {
+        "total": total,
+        "codes": [{"status_code": code, "count": n, "share": _pct(n, total)} for code, n in codes],
+        "classes": [
+            {"class": f"{k}xx", "count": n, "share": _pct(n, total)} for k, n in sorted(classes.items())
+        ],
+    }

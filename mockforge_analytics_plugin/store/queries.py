@@ -1,0 +1,380 @@
+"""Read SQL over the metric tiers: series filters and the minute/hour/day split of a window.
+
+A window ``[start, end)`` (minute-aligned) is answered from whole days of the day table (days
+before ``rolled_up_until_day``), whole hours of the hour table (before ``rolled_up_until_hour``)
+and minute rows for the ragged edges and the periods not rolled up yet. Each minute is therefore
+read exactly once, from the finest tier or from a roll-up that is known to equal its minutes, so
+the totals never depend on whether a roll-up has run.
+
+Filters become ``m.series_id IN (SELECT series_id FROM series WHERE ...)`` with bound values.
+Query plans (checked in tests/test_query_store.py): every tier read is
+``SEARCH m USING PRIMARY KEY (timestamp>? AND timestamp<?)`` and the filter a
+``LIST SUBQUERY`` over ``series`` evaluated once per statement.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import aiosqlite
+
+from ..params import QueryParams
+
+__all__ = [
+    "COUNTER_COLUMNS",
+    "DIMENSIONS",
+    "TIER_TABLES",
+    "Counters",
+    "Markers",
+    "TierRange",
+    "glob_pattern",
+    "iter_histograms",
+    "iter_rows",
+    "read_markers",
+    "series_filter",
+    "series_lookup",
+    "split_window",
+    "sum_counters",
+    "unique_clients",
+]
+
+TIER_TABLES = {
+    "minute": ("metrics_aggregates_minute", 60),
+    "hour": ("metrics_aggregates_hour", 3600),
+    "day": ("metrics_aggregates_day", 86400),
+}
+_TIER_ORDER = ("minute", "hour", "day")
+# Columns that add up across rows and tiers (latency_min/max are folded with min/max).
+COUNTER_COLUMNS = (
+    "request_count",
+    "error_count",
+    "latency_count",
+    "latency_sum",
+    "bytes_sent",
+    "bytes_received",
+    "fault_count",
+    "injected_latency_sum",
+    "session_count",
+    "session_duration_sum",
+)
+# Group-by name -> SQL expression over `series AS s` (status_class: 2 for 2xx).
+DIMENSIONS = {
+    "protocol": "s.protocol",
+    "method": "s.method",
+    "endpoint": "s.endpoint",
+    "status_code": "s.status_code",
+    "status_class": "s.status_code / 100",
+    "workspace_id": "s.workspace_id",
+    "environment": "s.environment",
+    "test_run": "s.test_run",
+    "instance": "s.instance",
+    "source": "s.source",
+}
+_SERIES_COLUMNS = {
+    "protocol": "protocol",
+    "method": "method",
+    "workspace_id": "workspace_id",
+    "environment": "environment",
+    "test_run": "test_run",
+    "source": "source",
+    "instance": "instance",
+}
+_SUMS = ", ".join(f"SUM(m.{c})" for c in COUNTER_COLUMNS) + ", MIN(m.latency_min), MAX(m.latency_max)"
+_ROW_COLUMNS = ", ".join(f"m.{c}" for c in COUNTER_COLUMNS) + ", m.latency_min, m.latency_max"
+
+
+@dataclass(frozen=True, slots=True)
+class Markers:
+    """Roll-up progress: every hour (day) starting before the marker equals the sum of its minutes."""
+
+    hour: int = 0
+    day: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class TierRange:
+    """Read `table` rows with timestamp in [start, end)."""
+
+    tier: str
+    start: int
+    end: int
+
+    @property
+    def table(self) -> str:
+        """The tier's table name."""
+        return TIER_TABLES[self.tier][0]
+
+
+class Counters:
+    """Summed counters of some rows; `add` folds another row or Counters in."""
+
+    __slots__ = (*COUNTER_COLUMNS, "latency_max", "latency_min")
+
+    def __init__(self, values: Sequence[Any] | None = None) -> None:
+        vals = values or (0,) * len(COUNTER_COLUMNS) + (None, None)
+        for name, value in zip(COUNTER_COLUMNS, vals, strict=False):
+            setattr(self, name, value or 0)
+        self.latency_min = vals[len(COUNTER_COLUMNS)]
+        self.latency_max = vals[len(COUNTER_COLUMNS) + 1]
+
+    def add(self, values: Sequence[Any]) -> None:
+        """Add a row shaped like COUNTER_COLUMNS + (latency_min, latency_max)."""
+        for name, value in zip(COUNTER_COLUMNS, values, strict=False):
+            if value:
+                setattr(self, name, getattr(self, name) + value)
+        lo, hi = values[len(COUNTER_COLUMNS)], values[len(COUNTER_COLUMNS) + 1]
+        if lo is not None and (self.latency_min is None or lo < self.latency_min):
+            self.latency_min = lo
+        if hi is not None and (self.latency_max is None or hi > self.latency_max):
+            self.latency_max = hi
+
+    def merge(self, other: Counters) -> None:
+        """Fold another Counters in."""
+        self.add([*(getattr(other, c) for c in COUNTER_COLUMNS), other.latency_min, other.latency_max])
+
+    @property
+    def avg_latency(self) -> float | None:
+        """Mean latency (ms) over the requests that have one: latency_sum / latency_count."""
+        return self.latency_sum / self.latency_count if self.latency_count else None
+
+
+async def read_markers(conn: aiosqlite.Connection) -> Markers:
+    """Roll-up progress: the stored markers, pulled back to the first dirty hour/day.
+
+    A minute flushed after its hour was rolled up marks the hour (and day) dirty in the same
+    transaction, before the next roll-up moves the stored marker; folding the dirty marks in
+    here keeps such an hour read from its minutes, so the totals stay exact.
+    """
+    values = {"rolled_up_until_hour": 0, "rolled_up_until_day": 0}
+    async with conn.execute(
+        "SELECT key, value FROM analytics_state WHERE key IN ('rolled_up_until_hour', 'rolled_up_until_day')"
+    ) as cur:
+        for key, value in await cur.fetchall():
+            try:
+                values[key] = int(float(value))
+            except ValueError:  # a corrupt marker means "nothing known complete": read minutes
+                values[key] = 0
+    hour, day = values["rolled_up_until_hour"], values["rolled_up_until_day"]
+    async with conn.execute(
+        "SELECT (SELECT MIN(timestamp) FROM rollup_dirty WHERE tier = 'hour'),"
+        " (SELECT MIN(timestamp) FROM rollup_dirty WHERE tier = 'day')"
+    ) as cur:
+        dirty_hour, dirty_day = await cur.fetchone() or (None, None)
+    if dirty_hour is not None:
+        hour = min(hour, int(dirty_hour) // 3600 * 3600)
+        day = min(day, int(dirty_hour) // 86400 * 86400)
+    if dirty_day is not None:
+        day = min(day, int(dirty_day) // 86400 * 86400)
+    return Markers(hour=hour, day=day)
+
+
+def split_window(start: int, end: int, markers: Markers, coarsest: str = "day") -> list[TierRange]:
+    """Split minute-aligned [start, end) into tier ranges in time order, no tier coarser than `coarsest`."""
+    allowed = _TIER_ORDER[: _TIER_ORDER.index(coarsest) + 1]
+    pieces = [TierRange("minute", start, end)]
+    for tier in ("day", "hour"):
+        if tier not in allowed:
+            continue
+        step = TIER_TABLES[tier][1]
+        marker = getattr(markers, tier) // step * step  # an unaligned marker covers only whole periods
+        out: list[TierRange] = []
+        for piece in pieces:
+            if piece.tier != "minute":
+                out.append(piece)
+                continue
+            lo = -(-piece.start // step) * step
+            hi = min(piece.end // step * step, marker)
+            if hi <= lo:
+                out.append(piece)
+                continue
+            if piece.start < lo:
+                out.append(TierRange("minute", piece.start, lo))
+            out.append(TierRange(tier, lo, hi))
+            if hi < piece.end:
+                out.append(TierRange("minute", hi, piece.end))
+        pieces = out
+    return pieces
+
+
+def glob_pattern(pattern: str) -> str:
+    """Turn a user glob (only `*` is special) into a SQLite GLOB pattern with `?` and `[` literal."""
+    return "".join("[" + ch + "]" if ch in "?[" else ch for ch in pattern)
+
+
+def series_filter(p: QueryParams, column: str = "m.series_id") -> tuple[str, list[Any]]:
+    """The filters of `p` as ` AND <column> IN (SELECT series_id FROM series WHERE ...)` plus its values."""
+    conds, args = _series_conditions(p)
+    if not conds:
+        return "", []
+    return f" AND {column} IN (SELECT series_id FROM series WHERE {' AND '.join(conds)})", args
+
+
+def _series_conditions(p: QueryParams) -> tuple[list[str], list[Any]]:
+    conds: list[str] = []
+    args: list[Any] = []
+    for name, col in _SERIES_COLUMNS.items():
+        value = getattr(p, name)
+        if value is None:
+            continue
+        if isinstance(value, tuple):
+            conds.append(f"{col} IN ({', '.join('?' * len(value))})")
+            args.extend(value)
+        else:
+            conds.append(f"{col} = ?")
+            args.append(value)
+    if p.endpoint is not None:
+        if p.endpoint_is_glob:
+            conds.append("endpoint GLOB ?")
+            args.append(glob_pattern(p.endpoint))
+        else:
+            conds.append("endpoint = ?")
+            args.append(p.endpoint)
+    if p.status_code is not None:
+        parts: list[str] = []
+        if p.status_code.codes:
+            parts.append(f"status_code IN ({', '.join('?' * len(p.status_code.codes))})")
+            args.extend(p.status_code.codes)
+        for cls in p.status_code.classes:
+            parts.append("(status_code >= ? AND status_code < ?)")
+            args.extend((cls * 100, cls * 100 + 100))
+        conds.append("(" + " OR ".join(parts) + ")")
+    return conds, args
+
+
+async def series_lookup(
+    conn: aiosqlite.Connection, p: QueryParams, dims: Sequence[str]
+) -> dict[int, tuple[Any, ...]]:
+    """Map series_id -> the values of `dims` for every series passing the filters of `p`."""
+    conds, args = _series_conditions(p)
+    exprs = ", ".join(DIMENSIONS[d] for d in dims) or "NULL"
+    where = f" WHERE {' AND '.join(conds)}" if conds else ""
+    async with conn.execute(f"SELECT s.series_id, {exprs} FROM series AS s{where}", args) as cur:
+        rows = await cur.fetchall()
+    return {row[0]: tuple(row[1:]) if dims else () for row in rows}
+
+
+async def sum_counters(
+    conn: aiosqlite.Connection,
+    p: QueryParams,
+    markers: Markers,
+    *,
+    dims: Sequence[str] = (),
+    step: int | None = None,
+) -> dict[tuple[Any, ...], Counters]:
+    """Sum the counters of the window per key (bucket start if `step`, then the `dims` values)."""
+    coarsest = _coarsest_for(step)
+    out: dict[tuple[Any, ...], Counters] = {}
+    flt, fargs = series_filter(p)
+    join = " JOIN series AS s ON s.series_id = m.series_id" if dims else ""
+    keys: list[str] = []
+    kargs: list[Any] = []
+    if step is not None:
+        keys.append("(m.timestamp / ?) * ?")
+        kargs.extend((step, step))
+    keys.extend(DIMENSIONS[d] for d in dims)
+    select_keys = "".join(k + ", " for k in keys)
+    group = f" GROUP BY {', '.join(str(i + 1) for i in range(len(keys)))}" if keys else ""
+    for piece in split_window(p.start, p.end, markers, coarsest):
+        sql = (
+            f"SELECT {select_keys}{_SUMS} FROM {piece.table} AS m{join}"
+            f" WHERE m.timestamp >= ? AND m.timestamp < ?{flt}{group}"
+        )
+        async with conn.execute(sql, [*kargs, piece.start, piece.end, *fargs]) as cur:
+            async for row in cur:
+                values = row[len(keys) :]
+                if values[0] is None:  # SUM over no rows (ungrouped query)
+                    continue
+                key = tuple(row[: len(keys)])
+                acc = out.get(key)
+                if acc is None:
+                    out[key] = Counters(values)
+                else:
+                    acc.add(values)
+    return out
+
+
+async def iter_histograms(
+    conn: aiosqlite.Connection,
+    p: QueryParams,
+    markers: Markers,
+    *,
+    step: int | None = None,
+    series_ids: Iterable[int] | None = None,
+    chunk: int = 2000,
+) -> AsyncIterator[list[tuple[int, int, bytes]]]:
+    """Yield chunks of (bucket start or 0, series_id, histogram blob) over the window."""
+    coarsest = _coarsest_for(step)
+    flt, fargs = series_filter(p)
+    if series_ids is not None:
+        flt += " AND m.series_id IN (SELECT value FROM json_each(?))"
+        fargs = [*fargs, json.dumps(sorted(series_ids))]
+    bucket = "(m.timestamp / ?) * ?" if step is not None else "0"
+    bargs = [step, step] if step is not None else []
+    for piece in split_window(p.start, p.end, markers, coarsest):
+        sql = (
+            f"SELECT {bucket}, m.series_id, m.histogram FROM {piece.table} AS m"
+            f" WHERE m.timestamp >= ? AND m.timestamp < ?{flt} AND m.histogram IS NOT NULL"
+        )
+        async with conn.execute(sql, [*bargs, piece.start, piece.end, *fargs]) as cur:
+            while True:
+                rows = await cur.fetchmany(chunk)
+                if not rows:
+                    break
+                yield rows
+
+
+async def iter_rows(
+    conn: aiosqlite.Connection, p: QueryParams, markers: Markers, *, chunk: int = 2000
+) -> AsyncIterator[list[tuple[Any, ...]]]:
+    """Yield chunks of raw rows (timestamp, series_id, *COUNTER_COLUMNS, min, max, histogram), time-ordered.
+
+    Tiers no coarser than `p.granularity` are read, so every row falls inside one bucket.
+    """
+    flt, fargs = series_filter(p)
+    for piece in split_window(p.start, p.end, markers, p.granularity):
+        sql = (
+            f"SELECT m.timestamp, m.series_id, {_ROW_COLUMNS}, m.histogram FROM {piece.table} AS m"
+            f" WHERE m.timestamp >= ? AND m.timestamp < ?{flt} ORDER BY m.timestamp, m.series_id"
+        )
+        async with conn.execute(sql, [piece.start, piece.end, *fargs]) as cur:
+            while True:
+                rows = await cur.fetchmany(chunk)
+                if not rows:
+                    break
+                yield rows
+
+
+async def unique_clients(conn: aiosqlite.Connection, p: QueryParams) -> int | None:
+    """Distinct clients seen in the hours overlapping the window; None when a filter cannot apply.
+
+    client_analytics is hourly and has no method, endpoint, status or source, so those filters
+    make the figure unknowable rather than silently wider.
+    """
+    if any(getattr(p, n) is not None for n in ("method", "endpoint", "status_code", "source")):
+        return None
+    conds = ["timestamp >= ?", "timestamp < ?"]
+    args: list[Any] = [p.start // 3600 * 3600, p.end]
+    for name in ("protocol", "instance", "workspace_id", "environment", "test_run"):
+        value = getattr(p, name)
+        if value is None:
+            continue
+        values = value if isinstance(value, tuple) else (value,)
+        conds.append(f"{name} IN ({', '.join('?' * len(values))})")
+        args.extend(values)
+    sql = f"SELECT COUNT(DISTINCT client_ip) FROM client_analytics WHERE {' AND '.join(conds)}"
+    async with conn.execute(sql, args) as cur:
+        row = await cur.fetchone()
+    return int(row[0]) if row else 0
+
+
+def _coarsest_for(step: int | None) -> str:
+    """The coarsest tier whose rows fit inside one bucket of `step` seconds."""
+    if step is None:
+        return "day"
+    for tier in ("day", "hour", "minute"):
+        if step % TIER_TABLES[tier][1] == 0:
+            return tier
+    raise ValueError(f"bucket width must be a multiple of 60 s, got {step}")
