@@ -1,0 +1,353 @@
+"""Pure ASGI capture middleware: times every HTTP request and WebSocket session into a Recorder.
+
+Stateless: everything about one request lives in locals of ``__call__``; the only shared object
+is the Recorder, whose ``record`` is a few dict operations and never awaits. Lifespan and other
+scope types pass straight through.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from starlette.routing import Mount
+
+from .capture_types import CapturedRequest
+from .clientinfo import MAX_USER_AGENT_CHARS, TrustedProxies, resolve_client_id
+from .config import AnalyticsConfig
+from .normalise import normalise_path
+from .recorder import Recorder
+
+__all__ = ["CaptureMiddleware", "parse_traceparent"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+log = logging.getLogger(__name__)
+
+MAX_PATH_CHARS = 256  # raw paths and templates as recorded
+MAX_METHOD_CHARS = 16
+MAX_TEST_RUN_CHARS = 128
+MAX_HEADER_ID_CHARS = 128  # request ids
+MAX_ERROR_MESSAGE_CHARS = 512
+_CLIENT_GONE = ("ClientDisconnected", "ClientDisconnect")  # uvicorn's (an OSError) and starlette's
+# W3C trace context: version-traceid-parentid-flags, lowercase hex; version ff is invalid.
+_TRACEPARENT = re.compile(rb"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?")
+_ZERO_TRACE = b"0" * 32
+_ZERO_SPAN = b"0" * 16
+
+
+def parse_traceparent(value: bytes) -> tuple[str, str]:
+    """Return (trace_id, span_id) of a valid W3C ``traceparent`` header, else ('', '')."""
+    m = _TRACEPARENT.fullmatch(value.strip()[:256])
+    if m is None:
+        return "", ""
+    version, trace_id, span_id, _flags, rest = m.groups()
+    if version == b"ff" or (version == b"00" and rest) or trace_id == _ZERO_TRACE or span_id == _ZERO_SPAN:
+        return "", ""
+    return trace_id.decode("ascii"), span_id.decode("ascii")
+
+
+def _header_text(value: bytes, limit: int) -> str:
+    return value[:limit].decode("latin-1").strip()
+
+
+def _utf8_len(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+
+
+class CaptureMiddleware:
+    """Record every HTTP request and WebSocket session (except the mount and excluded paths)."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        recorder: Recorder,
+        config: AnalyticsConfig,
+        mount_path: str,
+        clock: Callable[[], float] = time.time,
+        perf: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.app = app
+        self.recorder = recorder
+        self.config = config
+        self.clock = clock
+        self.perf = perf
+        mount = "/" + mount_path.strip("/")
+        self._mount = mount
+        self._mount_prefix = mount.rstrip("/") + "/"
+        patterns = [fnmatch.translate(p) for p in config.exclude_paths]
+        self._exclude = re.compile("|".join(patterns)) if patterns else None
+        self._graphql = frozenset(config.graphql_paths)
+        self._client_header = (config.client_id_header or "").strip().lower().encode("latin-1") or None
+        self._test_run_header = (config.test_run_header or "").strip().lower().encode("latin-1") or None
+        self._trusted = TrustedProxies(config.trusted_proxies)
+        self._logged_failure = False
+
+    def _excluded(self, path: str) -> bool:
+        if path == self._mount or path.startswith(self._mount_prefix):
+            return True
+        return self._exclude is not None and self._exclude.match(path) is not None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """ASGI entry point."""
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "websocket":
+            await self._websocket(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+    @staticmethod
+    def _route_path(scope: Scope) -> tuple[str, str]:
+        """(path relative to the server's root_path, that root_path), as Starlette routes see it."""
+        path: str = scope["path"]
+        root = scope.get("root_path", "")
+        if root and path.startswith(root) and path[len(root) : len(root) + 1] in ("/", ""):
+            path = path[len(root) :] or "/"
+        return path, root
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path, outer_root = self._route_path(scope)
+        if self._excluded(path):
+            await self.app(scope, receive, send)
+            return
+        perf = self.perf
+        start = perf()
+        ts = self.clock()
+        protocol = "graphql" if path in self._graphql else "http"
+        recorder = self.recorder
+        in_flight = recorder.request_started(protocol)
+        status = 0
+        first_byte = 0.0
+        end = 0.0
+        sent = 0
+        received = 0
+        read_any = False
+        finished = False
+        disconnected = False
+
+        async def receive_wrapper() -> Message:
+            nonlocal received, read_any, disconnected
+            message = await receive()
+            kind = message["type"]
+            if kind == "http.request":
+                read_any = True
+                received += len(message.get("body", b""))
+            elif kind == "http.disconnect" and not finished:
+                disconnected = True
+            return message
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status, first_byte, end, sent, finished, disconnected
+            kind = message["type"]
+            if kind == "http.response.start":
+                status = message["status"]
+                first_byte = perf()
+            elif kind == "http.response.body":
+                sent += len(message.get("body", b""))
+            try:
+                await send(message)
+            except Exception as exc:
+                if isinstance(exc, OSError) or type(exc).__name__ in _CLIENT_GONE:
+                    disconnected = True
+                raise
+            if kind == "http.response.body" and not message.get("more_body", False):
+                end = perf()
+                finished = True
+
+        error_type = ""
+        error_message = ""
+        try:
+            await self.app(scope, receive_wrapper, send_wrapper)
+        except Exception as exc:
+            if not disconnected:
+                error_type = type(exc).__name__
+                error_message = str(exc)[:MAX_ERROR_MESSAGE_CHARS]
+            raise
+        except BaseException:  # cancelled: the server gave up on this request (client gone, shutdown)
+            if not finished:
+                disconnected = True
+            raise
+        finally:
+            recorder.request_finished(protocol)
+            if error_type:
+                status = 500
+            elif disconnected and not finished:
+                status = 499
+                error_type = "client_disconnected"
+            elif status == 0:
+                status = 500
+                error_type = "no_response"
+            if not end:
+                end = perf()
+            try:
+                self._record(
+                    scope, ts, protocol, path, outer_root, status,
+                    (end - start) * 1000.0, (first_byte - start) * 1000.0 if first_byte else 0.0,
+                    sent, received, read_any, error_type, error_message, in_flight,
+                )  # fmt: skip
+            except Exception:  # a capture bug must never break the request it measured
+                self._log_failure()
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path, outer_root = self._route_path(scope)
+        if self._excluded(path):
+            await self.app(scope, receive, send)
+            return
+        perf = self.perf
+        start = perf()
+        ts = self.clock()
+        recorder = self.recorder
+        in_flight = recorder.request_started("websocket")
+        accepted_at = 0.0
+        denial_status = 0
+        sent = 0
+        received = 0
+
+        async def receive_wrapper() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "websocket.receive":
+                data = message.get("bytes")
+                if data is not None:
+                    received += len(data)
+                else:
+                    received += _utf8_len(message.get("text") or "")
+            return message
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal accepted_at, denial_status, sent
+            kind = message["type"]
+            if kind == "websocket.send":
+                data = message.get("bytes")
+                sent += len(data) if data is not None else _utf8_len(message.get("text") or "")
+            elif kind == "websocket.accept":
+                accepted_at = perf()
+            elif kind == "websocket.http.response.start":
+                denial_status = message["status"]
+            elif kind == "websocket.http.response.body":
+                sent += len(message.get("body", b""))
+            elif kind == "websocket.close" and not accepted_at and not denial_status:
+                denial_status = 403  # closed before the handshake: the server answers 403
+            await send(message)
+
+        error_type = ""
+        error_message = ""
+        try:
+            await self.app(scope, receive_wrapper, send_wrapper)
+        except Exception as exc:
+            error_type = type(exc).__name__
+            error_message = str(exc)[:MAX_ERROR_MESSAGE_CHARS]
+            raise
+        finally:
+            recorder.request_finished("websocket")
+            if error_type:
+                status = 500
+            elif accepted_at:
+                status = 101
+            else:
+                status = denial_status or 403
+            try:
+                self._record(
+                    scope, ts, "websocket", path, outer_root, status, (perf() - start) * 1000.0,
+                    (accepted_at - start) * 1000.0 if accepted_at else 0.0, sent, received, True,
+                    error_type, error_message, in_flight,
+                )  # fmt: skip
+            except Exception:
+                self._log_failure()
+
+    def _log_failure(self) -> None:
+        if not self._logged_failure:
+            self._logged_failure = True
+            log.exception("analytics capture failed; the request was served but not recorded")
+
+    def _endpoint(self, scope: Scope, path: str, outer_root: str, template: Any) -> str:
+        """The route template: the host's, else Starlette's route joined through mounts, else the
+        normalised path."""
+        if template and isinstance(template, str):
+            return template[:MAX_PATH_CHARS]
+        route = scope.get("route")
+        route_path = getattr(route, "path", None)
+        if route_path is not None and not isinstance(route, Mount):
+            # Inside a Mount, route.path is relative: the mounts' paths were appended to root_path.
+            root: str = scope.get("root_path", "")
+            if outer_root and root.startswith(outer_root):
+                root = root[len(outer_root) :]
+            return (root + route_path)[:MAX_PATH_CHARS] or "/"
+        return normalise_path(path)[:MAX_PATH_CHARS]
+
+    def _record(
+        self,
+        scope: Scope,
+        ts: float,
+        protocol: str,
+        path: str,
+        outer_root: str,
+        status: int,
+        duration_ms: float,
+        ttfb_ms: float,
+        sent: int,
+        received: int,
+        read_any: bool,
+        error_type: str,
+        error_message: str,
+        in_flight: int,
+    ) -> None:
+        user_agent = trace_id = span_id = test_run = request_id = ""
+        client_header: str | None = None
+        forwarded: str | None = None
+        content_length = b""
+        client_name = self._client_header
+        run_name = self._test_run_header
+        for name, value in scope.get("headers") or ():
+            if name == b"user-agent":
+                user_agent = _header_text(value, MAX_USER_AGENT_CHARS)
+            elif name == b"traceparent":
+                trace_id, span_id = parse_traceparent(value)
+            elif name == b"content-length":
+                content_length = value
+            elif name == b"x-forwarded-for":
+                text = _header_text(value, 4096)
+                forwarded = f"{forwarded},{text}" if forwarded else text
+            elif name == client_name:
+                client_header = _header_text(value, 512)
+            elif name == run_name:
+                test_run = _header_text(value, MAX_TEST_RUN_CHARS)
+            elif name == b"x-request-id":
+                request_id = _header_text(value, MAX_HEADER_ID_CHARS)
+        if not read_any and content_length.isdigit() and len(content_length) <= 18:
+            received = int(content_length)  # the body arrived even though the app never read it
+        client = scope.get("client")
+        peer = str(client[0]) if client else ""
+        client_id = resolve_client_id(peer, client_header, forwarded, self._trusted)
+
+        mf = scope.get("mockforge")
+        if mf:
+            template = mf.get("route_template")
+            workspace = mf.get("workspace") or "default"
+            environment = mf.get("environment") or "dev"
+            route_id = mf.get("route_id") or ""
+            injected = mf.get("injected_latency_ms") or 0.0
+            fault = bool(mf.get("fault_injected"))
+        else:
+            template = None
+            workspace, environment, route_id, injected, fault = "default", "dev", "", 0.0, False
+        method = "WS" if protocol == "websocket" else scope.get("method", "GET")[:MAX_METHOD_CHARS]
+        captured = CapturedRequest(
+            ts, protocol, method, self._endpoint(scope, path, outer_root, template),
+            path[:MAX_PATH_CHARS], status, duration_ms, ttfb_ms, sent, received, client_id,
+            user_agent, str(workspace), str(environment), test_run, str(route_id)[:MAX_PATH_CHARS],
+            float(injected), fault, trace_id, span_id, error_type, error_message, request_id,
+            in_flight,
+        )  # fmt: skip
+        self.recorder.record(captured)
