@@ -1,0 +1,76 @@
+"""The retention task: per-table age limits every retention.cleanup_interval_hours, then vacuum."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from .config import AnalyticsConfig
+from .rollup import maintenance_connection
+from .store import retention as store_retention
+from .store.series import invalidate_series_cache
+
+__all__ = ["Retention"]
+
+
+class Retention:
+    """Deletes rows past each table's limit on a schedule or on demand; failures never kill it."""
+
+    def __init__(
+        self,
+        store: Any,
+        config: AnalyticsConfig,
+        clock: Callable[[], float] = time.time,
+        *,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self.store = store
+        self.config = config
+        self.clock = clock
+        self.logger = logger or logging.getLogger("mockforge.analytics.retention")
+        self.runs = 0
+        self.failures = 0
+        self.last_error: str | None = None
+        self.last_result: dict[str, int] | None = None
+        self._lock = asyncio.Lock()  # POST /retention/run and the loop never overlap
+
+    async def retention_once(self, now: float | None = None) -> dict[str, int]:
+        """Apply every table's limit now; return {table: rows deleted} (plus 'series' orphans)."""
+        async with self._lock:
+            stamp = self.clock() if now is None else now
+            async with maintenance_connection(self.store) as db:
+                result = await store_retention.apply_retention(db, self.config.retention, stamp)
+            if result.get("series") and getattr(self.store, "writer", None) is not None:
+                # The flush's connection caches series ids; some of them may be gone now.
+                invalidate_series_cache(self.store.writer)
+            self.runs += 1
+            self.last_result = result
+            return result
+
+    async def run(self) -> None:
+        """Run once at start-up, then every cleanup_interval_hours; log and count failures."""
+        interval = max(1.0, float(self.config.retention.cleanup_interval_hours) * 3600.0)
+        while True:
+            try:
+                deleted = await self.retention_once()
+                if any(deleted.values()):
+                    self.logger.info("analytics retention deleted %s", deleted)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a locked or broken store must not stop the next attempt
+                self.failures += 1
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                self.logger.exception("analytics retention failed (%d failures so far)", self.failures)
+            await asyncio.sleep(interval)
+
+    def status(self) -> dict[str, Any]:
+        """Runs, failures, last error and what the last run deleted."""
+        return {
+            "runs": self.runs,
+            "failures": self.failures,
+            "last_error": self.last_error,
+            "last_deleted": self.last_result,
+        }
