@@ -174,7 +174,7 @@ class PrometheusSource:
     # -- the background task --------------------------------------------------------------------
     async def run(self) -> None:
         """Ingest every ``aggregation_interval_seconds`` until cancelled; failures are logged and counted."""
-        interval = max(1.0, float(self.config.aggregation_interval_seconds))
+        interval = max(0.01, float(self.config.aggregation_interval_seconds))
         while True:
             try:
                 await self.ingest_once(self.clock())
