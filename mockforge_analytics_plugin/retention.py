@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .config import AnalyticsConfig
@@ -26,10 +26,12 @@ class Retention:
         clock: Callable[[], float] = time.time,
         *,
         logger: logging.Logger | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.store = store
         self.config = config
         self.clock = clock
+        self._sleep = sleep  # injectable so tests drive the loop without waiting
         self.logger = logger or logging.getLogger("mockforge.analytics.retention")
         self.runs = 0
         self.failures = 0
@@ -64,7 +66,7 @@ class Retention:
                 self.failures += 1
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 self.logger.exception("analytics retention failed (%d failures so far)", self.failures)
-            await asyncio.sleep(interval)
+            await self._sleep(interval)
 
     def status(self) -> dict[str, Any]:
         """Runs, failures, last error and what the last run deleted."""
