@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .migrations import Migration, MigrationError, apply_migrations, discover_migrations, pending
 from .series import SeriesDims, invalidate_series_cache, resolve_series_ids, series_dims
-from .sqlite import SQLiteStore, StoreClosedError
+from .sqlite import SQLiteStore, StoreClosedError, StoreUnavailableError
 from .writes import WriteResult, write_snapshot
 
 __all__ = [
@@ -13,6 +13,7 @@ __all__ = [
     "SQLiteStore",
     "SeriesDims",
     "StoreClosedError",
+    "StoreUnavailableError",
     "WriteResult",
     "apply_migrations",
     "discover_migrations",

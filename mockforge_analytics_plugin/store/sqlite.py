@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,13 +15,26 @@ from . import migrations
 from .series import invalidate_series_cache
 from .writes import WriteResult, write_snapshot
 
-__all__ = ["SQLiteStore", "StoreClosedError"]
+__all__ = ["SQLiteStore", "StoreClosedError", "StoreUnavailableError"]
 
 MEMORY = ":memory:"
 
 
-class StoreClosedError(RuntimeError):
+class StoreUnavailableError(RuntimeError):
+    """The database cannot take writes (its file was removed or replaced, or the store is closed)."""
+
+
+class StoreClosedError(StoreUnavailableError):
     """The store was closed; nothing can be written."""
+
+
+def _file_identity(location: str) -> tuple[int, int] | None:
+    """(device, inode) of the database file, or None when it does not exist."""
+    try:
+        st = os.stat(location)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
 
 
 async def _connect(location: str, busy_timeout_ms: int) -> aiosqlite.Connection:
@@ -42,6 +56,9 @@ class SQLiteStore:
     batch_size: int = 1000
     applied: list[str] = field(default_factory=list)  # migrations applied by this open()
     closed: bool = False
+    # The file we opened. An open connection keeps writing into an unlinked file (WAL mode has
+    # no SQLITE_READONLY_DBMOVED check), so each write verifies the path still names this file.
+    file_identity: tuple[int, int] | None = None
 
     @classmethod
     async def open(
@@ -75,13 +92,28 @@ class SQLiteStore:
         except BaseException:
             await writer.close()
             raise
-        return cls(location, writer, reader, busy_timeout_ms, batch_size, applied)
+        identity = None if location == MEMORY else _file_identity(location)
+        return cls(location, writer, reader, busy_timeout_ms, batch_size, applied, file_identity=identity)
 
     async def write_snapshot(self, snapshot: RecorderSnapshot, now: float) -> WriteResult:
         """Write one recorder snapshot in one transaction; raise on failure (nothing written)."""
         if self.closed:
             raise StoreClosedError("store is closed")
-        return await write_snapshot(self.writer, snapshot, now, batch_size=self.batch_size)
+        self.check_file()
+        # Checked again just before COMMIT: a removal during the write must not commit into
+        # an orphaned file and count as written.
+        return await write_snapshot(
+            self.writer, snapshot, now, batch_size=self.batch_size, before_commit=self.check_file
+        )
+
+    def check_file(self) -> None:
+        """Raise StoreUnavailableError if the database file was removed or replaced since open."""
+        if self.file_identity is None:
+            return
+        current = _file_identity(self.path)
+        if current != self.file_identity:
+            what = "removed" if current is None else "replaced"
+            raise StoreUnavailableError(f"analytics database file was {what}: {self.path}")
 
     async def pending_migrations(self) -> list[str]:
         """Names of migrations not yet applied (read-only)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -57,9 +57,17 @@ class WriteResult:
 
 
 async def write_snapshot(
-    db: aiosqlite.Connection, snapshot: RecorderSnapshot, now: float, *, batch_size: int = 1000
+    db: aiosqlite.Connection,
+    snapshot: RecorderSnapshot,
+    now: float,
+    *,
+    batch_size: int = 1000,
+    before_commit: Callable[[], None] | None = None,
 ) -> WriteResult:
-    """Write a snapshot in ONE transaction (BEGIN IMMEDIATE ... COMMIT); on any error roll back and raise."""
+    """Write a snapshot in ONE transaction (BEGIN IMMEDIATE ... COMMIT); on any error roll back and raise.
+
+    ``before_commit`` runs last inside the transaction; raising there rolls everything back.
+    """
     started = time.perf_counter()
     result = WriteResult(requests=snapshot.request_count())
     if snapshot.is_empty():
@@ -82,6 +90,8 @@ async def write_snapshot(
                 db, snapshot.errors, now, batch_size=batch_size
             )
         result.rows["rollup_dirty"] = await mark_rollup_dirty(db, touched)
+        if before_commit is not None:
+            before_commit()
         await db.execute("COMMIT")
     except BaseException:
         await _rollback_quietly(db)
