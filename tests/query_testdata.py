@@ -8,15 +8,20 @@ sets the markers the query layer reads; the real roll-up task is tested by its o
 from __future__ import annotations
 
 import random
+import shutil
+import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 import aiosqlite
 
 from mockforge_analytics_plugin import histogram
+from mockforge_analytics_plugin.config import AnalyticsConfig
 from mockforge_analytics_plugin.snapshot import (
     ClientDelta,
     ClientKey,
+    DropCounters,
     RecorderSnapshot,
     SeriesDelta,
     SeriesKey,
@@ -211,3 +216,62 @@ def expected(
         "bytes_received": sum(e.bytes_received for e in sel),
         "raw": sorted(lat),
     }
+
+
+@dataclass
+class FakeRecorder:
+    """What the API reads from the recorder: the in-flight gauge and the drop counters."""
+
+    in_flight_now: dict[str, int]
+    drops: DropCounters
+
+    def in_flight(self) -> dict[str, int]:
+        return dict(self.in_flight_now)
+
+
+@dataclass
+class FakeRuntime:
+    """The attributes of runtime.Runtime that the API handlers use."""
+
+    config: AnalyticsConfig
+    store: SQLiteStore
+    recorder: FakeRecorder
+    clock: Callable[[], float]
+    instance: str = "a:1"
+    started_at: float = 0.0
+    version: str = "test"
+
+
+_TEMPLATES: dict[tuple[int, int, int], Path] = {}
+NOW = DAY0 + 3 * DAY + 1234  # "now" for the API tests: everything is in the past
+
+
+async def make_api(tmp_path, events: list[Event], *, until_hour: int = 0, until_day: int = 0, config=None):
+    """An httpx client on a Starlette app mounting api_routes() at /analytics/api, and its store."""
+    import httpx
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    from mockforge_analytics_plugin.api import api_routes
+
+    key = (id(events), until_hour, until_day)
+    template = _TEMPLATES.get(key)
+    if template is None or not template.exists():
+        # Built once per event set and roll-up state, then copied: each test gets its own file.
+        template = Path(tempfile.mkdtemp(prefix="mf-query-")) / "template.db"
+        built = await open_store(template, events)
+        if until_hour or until_day:
+            await rollup(built.writer, until_hour=until_hour, until_day=until_day)
+        await built.close()
+        _TEMPLATES[key] = template
+    shutil.copy(template, tmp_path / "api.db")
+    store = await SQLiteStore.open(tmp_path / "api.db")
+    app = Starlette(routes=[Mount("/analytics/api", routes=api_routes())])
+    app.state.runtime = FakeRuntime(
+        config=config or AnalyticsConfig(),
+        store=store,
+        recorder=FakeRecorder({"http": 2, "websocket": 1}, DropCounters(buffer_dropped_requests=5)),
+        clock=lambda: NOW,
+    )
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1")
+    return client, store
