@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC
 from typing import Any
+from urllib.parse import urlencode
 
+from . import query
 from .charts import Series, bar_chart, heatmap, line_chart
-from .params import QueryParams
+from .params import ParamError, QueryParams
 
 __all__ = [
     "ENDPOINT_SORTS",
     "GROUP_BYS",
     "Card",
+    "StoreUnavailableError",
     "build_cards",
     "clients_page",
     "endpoint_page",
@@ -24,15 +30,19 @@ __all__ = [
     "requests_page",
 ]
 
+CLIENT_FILTERS = ("protocol", "workspace_id", "environment", "test_run", "instance", "client")  # client rows
 GROUP_BYS = ("protocol", "method", "status_class", "endpoint", "workspace_id", "environment", "test_run")
-ENDPOINT_SORTS = (
-    "request_count",
-    "error_count",
-    "error_rate",
-    "avg_latency_ms",
-    "p95_latency_ms",
-    "p99_latency_ms",
-    "endpoint",
+ENDPOINT_SORTS = ("requests", "errors", "error_rate", "avg", "p95", "p99", "endpoint")
+# Endpoints table: (row key, header, numeric, sort name or None).
+ENDPOINT_COLUMNS = (
+    ("endpoint", "Endpoint", False, "endpoint"),
+    ("protocol", "Protocol", False, None),
+    ("request_count", "Requests", True, "requests"),
+    ("error_count", "Errors", True, "errors"),
+    ("error_rate", "Error rate", True, "error_rate"),
+    ("avg_latency_ms", "Avg", True, "avg"),
+    ("p95_latency_ms", "p95", True, "p95"),
+    ("p99_latency_ms", "p99", True, "p99"),
 )
 # (good below, warning below) per metric; above the second is bad. Issue 7's thresholds.
 THRESHOLDS: dict[str, tuple[float, float]] = {
@@ -160,46 +170,31 @@ async def overview_page(runtime: Any, qp: QueryParams, filters: Mapping[str, str
 
 
 async def endpoints_page(runtime: Any, qp: QueryParams, filters: Mapping[str, str]) -> dict[str, Any]:
-    """Every endpoint in the window, sorted by the chosen column."""
-    from .params import ParamError
-
-    order = filters.get("order") or ("asc" if qp.sort == "endpoint" else "desc")
+    """Every endpoint in the window, sorted by the chosen column (figures descending by default)."""
+    sort = qp.sort or "requests"
+    order = filters.get("order") or ("asc" if sort == "endpoint" else "desc")
     if order not in ("asc", "desc"):
         raise ParamError("order", "expected asc or desc")
-    rows = await _source(runtime).top_endpoints(qp, qp.limit if "limit" in filters else None)
-    sort = qp.sort or "request_count"
-    rows = sorted(
-        rows,
-        key=lambda r: (
-            (r.get(sort) is None, r.get(sort) or 0) if sort != "endpoint" else (False, r["endpoint"])
-        ),
-        reverse=(order == "desc"),
-    )
-    columns = (
-        ("endpoint", "Endpoint", False),
-        ("protocol", "Protocol", False),
-        ("request_count", "Requests", True),
-        ("error_count", "Errors", True),
-        ("error_rate", "Error rate", True),
-        ("avg_latency_ms", "Avg", True),
-        ("p95_latency_ms", "p95", True),
-        ("p99_latency_ms", "p99", True),
-    )
-    from urllib.parse import urlencode
-
+    limit = qp.limit if "limit" in filters else runtime.config.max_query_results
+    # the query layer ranks descending; name order and ascending order are arranged here
+    rows = await _source(runtime).top_endpoints(qp, limit, "requests" if sort == "endpoint" else sort)
+    if sort == "endpoint":
+        rows.sort(key=lambda r: (r["endpoint"], r["method"], r["protocol"]))
+    if (order == "asc") != (sort == "endpoint"):
+        rows.reverse()
     base = {k: v for k, v in filters.items() if k not in ("sort", "order")}
     links = {}
-    for key, _, _ in columns:
-        sort_key = key if key in ENDPOINT_SORTS else "request_count"
-        flip = "asc" if (sort_key == sort and order == "desc") else "desc"
-        if sort_key != sort and sort_key == "endpoint":
-            flip = "asc"
-        links[key] = urlencode({**base, "sort": sort_key, "order": flip})
+    for key, _, _, sort_name in ENDPOINT_COLUMNS:
+        if sort_name is None:
+            continue
+        default = "asc" if sort_name == "endpoint" else "desc"
+        flip = {"asc": "desc", "desc": "asc"}[order] if sort_name == sort else default
+        links[key] = urlencode({**base, "sort": sort_name, "order": flip})
     return {
         "endpoints": rows,
         "sort": sort,
         "order": order,
-        "columns": columns,
+        "columns": ENDPOINT_COLUMNS,
         "sort_links": links,
         "has_traffic": bool(rows),
     }
@@ -212,7 +207,7 @@ async def endpoint_page(runtime: Any, qp: QueryParams, filters: Mapping[str, str
     req = await src.request_series(qp, "status_class")
     lat = await src.latency_series(qp)
     status_items, status_classes = _status_items(await src.status_codes(qp))
-    clients = await src.clients(qp, 10)
+    clients = await src.clients(_series_free(qp), 10, f"{qp.method[0]} {qp.endpoint}" if qp.method else None)
     events = await src.error_events(qp, 20)
     return {
         "cards": [c for c in build_cards(ov) if c.metric not in ("active_connections",)],
@@ -242,12 +237,17 @@ async def errors_page(runtime: Any, qp: QueryParams, filters: Mapping[str, str])
 async def clients_page(runtime: Any, qp: QueryParams, filters: Mapping[str, str]) -> dict[str, Any]:
     """Clients and test runs in the window, busiest first."""
     data = await _source(runtime).clients(qp, qp.limit)
-    return {"clients": data["clients"], "test_runs": data["test_runs"]}
+    return {"clients": data["clients"], "test_runs": data["test_runs"], "has_traffic": bool(data["clients"])}
 
 
 async def requests_page(runtime: Any, qp: QueryParams, filters: Mapping[str, str]) -> dict[str, Any]:
     """The recent-requests ring, newest first, filtered."""
     return {"recent": await _source(runtime).recent_requests(qp, qp.limit)}
+
+
+def _series_free(qp: QueryParams) -> QueryParams:
+    """The window and the filters client rows have, without endpoint/method/status (not columns there)."""
+    return replace(qp, endpoint=None, method=None, status_code=None, source=None)
 
 
 def _dropped_text(dropped: Any) -> str:
@@ -260,8 +260,107 @@ def _dropped_text(dropped: Any) -> str:
     return f"{int(dropped):,} events were not kept (buffer limits); totals may be low."
 
 
-def _source(runtime: Any) -> Any:
-    """The data source the pages read (the query layer over `runtime.store`)."""
-    from . import pagesample  # TEMPORARY until the query layer lands
+def _source(runtime: Any) -> QuerySource:
+    """The data source the pages read: the query layer over `runtime.store`."""
+    return QuerySource(runtime)
 
-    return pagesample.SampleSource(runtime)
+
+class StoreUnavailableError(RuntimeError):
+    """The store is not open (the host is starting or stopping)."""
+
+
+class QuerySource:
+    """The query-layer calls each panel needs, with the page's parameters."""
+
+    def __init__(self, runtime: Any) -> None:
+        store = getattr(runtime, "store", None)
+        if store is None or getattr(store, "closed", False):
+            raise StoreUnavailableError("the analytics store is not open (is the host starting or stopping?)")
+        self.runtime = runtime
+        self.conn = store.reader
+
+    async def overview(self, qp: QueryParams) -> dict[str, Any]:
+        recorder = self.runtime.recorder
+        return await query.overview(
+            self.conn,
+            qp,
+            active_connections=sum(recorder.in_flight().values()),
+            dropped=asdict(recorder.drops),
+        )
+
+    async def request_series(self, qp: QueryParams, group_by: str) -> list[dict[str, Any]]:
+        return await query.requests_series(self.conn, replace(qp, group_by=group_by))
+
+    async def latency_series(self, qp: QueryParams) -> list[dict[str, Any]]:
+        return await query.latency_series(self.conn, replace(qp, group_by=None))
+
+    async def status_codes(self, qp: QueryParams) -> list[dict[str, Any]]:
+        return (await query.status_codes(self.conn, qp))["codes"]
+
+    async def protocols(self, qp: QueryParams) -> list[dict[str, Any]]:
+        return await query.protocol_breakdown(self.conn, qp)
+
+    async def top_endpoints(
+        self, qp: QueryParams, limit: int, sort: str = "requests"
+    ) -> list[dict[str, Any]]:
+        return await query.top_endpoints(self.conn, replace(qp, limit=limit, sort=sort))
+
+    async def error_events(self, qp: QueryParams, limit: int) -> list[dict[str, Any]]:
+        from .store.queries_errors import error_events_page
+
+        return await error_events_page(self.conn, qp, limit, 0)
+
+    async def error_summary(self, qp: QueryParams) -> list[dict[str, Any]]:
+        from .api_errors import summarise
+        from .store.queries_errors import error_summary_rows
+
+        return summarise(await error_summary_rows(self.conn, qp), qp.limit)
+
+    async def heatmap(self, qp: QueryParams, days: int) -> list[dict[str, Any]]:
+        from .api_patterns import heatmap_cells
+        from .store.queries_patterns import hourly_totals
+
+        end = math.ceil(qp.end / 3600) * 3600
+        totals = await hourly_totals(self.conn, qp, end - days * 86400, end)
+        return heatmap_cells(totals, UTC)
+
+    async def clients(self, qp: QueryParams, limit: int, endpoint_key: str | None = None) -> dict[str, Any]:
+        from .api_clients import rank_clients
+        from .store.queries_clients import client_rows
+
+        rows = await client_rows(self.conn, qp)
+        if endpoint_key is not None:  # clients are hourly rows; endpoint counts ride along as JSON
+            rows = [_only_endpoint(r, endpoint_key) for r in rows]
+            rows = [r for r in rows if r["request_count"]]
+        return rank_clients(rows, "requests", limit)
+
+    async def recent_requests(self, qp: QueryParams, limit: int) -> list[dict[str, Any]]:
+        from .api_clients import recent_matches
+
+        config = self.runtime.config
+        out = []
+        for entry in self.runtime.recorder.recent(max(config.recent_requests, 1)):
+            if recent_matches(entry, qp, True):
+                out.append(asdict(entry))
+                if len(out) >= limit:
+                    break
+        return out
+
+
+def _only_endpoint(row: Mapping[str, Any], key: str) -> dict[str, Any]:
+    """A client row reduced to its requests of one endpoint ("GET /x"); other figures dropped."""
+    try:
+        counts = json.loads(row.get("endpoint_counts") or "{}")
+    except ValueError:
+        counts = {}
+    n = counts.get(key, 0) if isinstance(counts, dict) else 0
+    return {
+        **row,
+        "request_count": n if isinstance(n, int) else 0,
+        "error_count": 0,
+        "latency_sum": 0.0,
+        "latency_count": 0,
+        "bytes_sent": 0,
+        "bytes_received": 0,
+        "endpoint_counts": json.dumps({key: n}),
+    }

@@ -62,17 +62,19 @@ TEXT_FILTERS = (
     ("client", "Client", "client id or address"),
     ("test_run", "Test run", ""),
 )
-# Query names that only steer a page (ordering, grouping) and stay out of nav/export links.
-_VIEW_PARAMS = ("sort", "order", "group_by", "limit", "method_detail")
 _CLIENT_PAGES = {"errors", "clients", "requests"}
-# The filter state carried in links between pages: the window and the series dimensions.
-_CARRIED = (*COMMON_PARAMS, "client")
+# The filter state carried in links between pages: the window and the filter dimensions.
+_CARRIED = (*sorted(COMMON_PARAMS), "client")
 _EXPORT_DATASETS = {
     "overview": "metrics",
     "endpoint": "metrics",
     "endpoints": "endpoints",
     "errors": "errors",
     "clients": "clients",
+}
+_NOT_HERE = {
+    "client": "The client filter applies on the Errors, Clients and Requests pages",
+    "granularity": "This page shows no time series",
 }
 
 
@@ -111,6 +113,7 @@ class PageSpec:
     group_bys: tuple[str, ...] = ()
     heading: Callable[[Mapping[str, str]], str] | None = None
     required: tuple[str, ...] = field(default=())
+    in_nav: bool = True
 
 
 def _clean_query(request: Request) -> dict[str, str] | ParamError:
@@ -139,19 +142,21 @@ def _window_text(qp: QueryParams | None) -> str:
     )
 
 
-def _base_context(request: Request, spec: PageSpec, filters: Mapping[str, str]) -> dict[str, Any]:
+def _base_context(
+    request: Request, spec: PageSpec, filters: Mapping[str, str], specs: Mapping[str, PageSpec]
+) -> dict[str, Any]:
     runtime = request.app.state.runtime
     mount = request.scope.get("root_path", "") or runtime.config.mount_path.rstrip("/")
-    client_applies = spec.name in _CLIENT_PAGES
-    carried = tuple(k for k in _CARRIED if k != "client")
-    nav_query = _query_string(filters, carried)
-    live_filters = {
-        k: v
-        for k, v in filters.items()
-        if k in COMMON_PARAMS and k not in ("start_time", "end_time", "granularity")
-    }
+    # each link carries only what its target page accepts, so following a link never yields a 400
+    nav = [
+        (s.name, s.title.split(" ")[0], s.path, _query_string(filters, s.allowed & set(_CARRIED)))
+        for s in specs.values()
+        if s.in_nav
+    ]
+    carried = {k: v for k, v in filters.items() if k in _CARRIED and k in spec.allowed}
+    live_keys = set(COMMON_PARAMS) - {"start_time", "end_time", "granularity"}
     hidden = [(k, filters[k]) for k in spec.required if k in filters]
-    export_keep = tuple(k for k in _CARRIED if client_applies or k != "client")
+    detail = specs.get("endpoint")
     return {
         "request": request,
         "mount": mount,
@@ -159,26 +164,37 @@ def _base_context(request: Request, spec: PageSpec, filters: Mapping[str, str]) 
         "path": spec.path,
         "title": spec.title,
         "heading": spec.heading(filters) if spec.heading else spec.title,
-        "nav": NAV,
-        "nav_query": nav_query,
-        "nav_filters": {k: v for k, v in filters.items() if k in carried},
+        "nav": nav,
+        "nav_query": _query_string(filters, specs["overview"].allowed & set(_CARRIED))
+        if "overview" in specs
+        else "",
+        "nav_filters": {k: v for k, v in carried.items() if k in COMMON_PARAMS},
         "detail_query": {
-            k: v for k, v in filters.items() if k in carried and k not in ("endpoint", "method")
+            k: v
+            for k, v in filters.items()
+            if detail and k in detail.allowed and k in _CARRIED and k not in ("endpoint", "method")
         },
-        "client_query": {k: v for k, v in filters.items() if k in carried},
+        "client_query": {k: v for k, v in filters.items() if k in specs["requests"].allowed and k in _CARRIED}
+        if "requests" in specs
+        else {},
         "reset_query": urlencode(hidden),
         "hidden_fields": hidden,
         "filters": dict(filters),
+        "allowed": spec.allowed,
+        "not_here": _NOT_HERE,
         "ranges": RANGES,
         "text_filters": TEXT_FILTERS,
-        "client_applies": client_applies,
+        "client_applies": "client" in spec.allowed,
         "show_filters": True,
         "host": request.headers.get("host", "127.0.0.1"),
         "version": getattr(runtime, "version", ""),
-        "live_filters_json": json.dumps(live_filters, sort_keys=True),
+        # live updates follow a rolling window only; a fixed start/end window does not move
+        "live": not ({"start_time", "end_time"} & set(filters)),
+        "live_filters_json": json.dumps({k: v for k, v in filters.items() if k in live_keys}, sort_keys=True),
         "export_dataset": _EXPORT_DATASETS.get(spec.name),
-        "export_query": _query_string(filters, export_keep),
+        "export_query": urlencode(carried),
         "test_run_header": runtime.config.test_run_header,
+        "window_text": "",
     }
 
 
@@ -191,12 +207,14 @@ def _headers() -> dict[str, str]:
     }
 
 
-def _handler(env: jinja2.Environment, spec: PageSpec) -> Callable[[Request], Awaitable[Response]]:
+def _handler(
+    env: jinja2.Environment, spec: PageSpec, specs: Mapping[str, PageSpec]
+) -> Callable[[Request], Awaitable[Response]]:
     async def handle(request: Request) -> Response:
         runtime = request.app.state.runtime
         query = _clean_query(request)
         filters: Mapping[str, str] = query if isinstance(query, dict) else {}
-        ctx = _base_context(request, spec, filters)
+        ctx = _base_context(request, spec, filters, specs)
         status = 200
         try:
             if isinstance(query, ParamError):
@@ -218,6 +236,9 @@ def _handler(env: jinja2.Environment, spec: PageSpec) -> Callable[[Request], Awa
         except ParamError as exc:
             status = 400
             ctx.update(error=exc.message, error_param=exc.param)
+        except pagedata.StoreUnavailableError as exc:
+            status = 503
+            ctx.update(error=str(exc))
         except Exception as exc:  # the page says what failed instead of a traceback
             log.exception("analytics page %s failed", spec.name)
             status = 503
@@ -235,64 +256,40 @@ def _endpoint_heading(filters: Mapping[str, str]) -> str:
     return f"{filters.get('method', '')} {filters.get('endpoint', '')}".strip()
 
 
-def _specs() -> list[PageSpec]:
-    client = frozenset({*COMMON_PARAMS, "client", "limit"})
-    return [
-        PageSpec(
-            "overview",
-            "overview.html",
-            "Overview",
-            "/",
-            pagedata.overview_page,
-            allowed=frozenset({*COMMON_PARAMS, "group_by"}),
-            group_bys=pagedata.GROUP_BYS,
-        ),
-        PageSpec(
-            "endpoints",
-            "endpoints.html",
-            "Endpoints",
-            "/endpoints",
-            pagedata.endpoints_page,
-            allowed=frozenset({*COMMON_PARAMS, "sort", "limit"}),
-            sorts=pagedata.ENDPOINT_SORTS,
-            extras=("order",),
-        ),
-        PageSpec(
-            "endpoint",
-            "endpoint.html",
-            "Endpoint",
-            "/endpoint",
-            pagedata.endpoint_page,
-            heading=_endpoint_heading,
-            required=("endpoint", "method"),
-        ),
-        PageSpec("errors", "errors.html", "Errors", "/errors", pagedata.errors_page, allowed=client),
-        PageSpec(
-            "clients",
-            "clients.html",
-            "Clients and test runs",
-            "/clients",
-            pagedata.clients_page,
-            allowed=client,
-        ),
-        PageSpec(
-            "requests",
-            "requests.html",
-            "Recent requests",
-            "/requests",
-            pagedata.requests_page,
-            allowed=client,
-        ),
-    ]
+_WINDOW = ("duration", "start_time", "end_time")
+
+
+def _clients_h(filters: Mapping[str, str]) -> str:
+    return "Clients and test runs"
+
+
+def _specs() -> dict[str, PageSpec]:
+    """Every page, with the parameters it honours (the API route's set for the same data)."""
+    no_buckets = COMMON_PARAMS - {"granularity"}
+    specs = [
+        PageSpec("overview", "overview.html", "Overview", "/", pagedata.overview_page,
+                 allowed=COMMON_PARAMS | {"group_by"}, group_bys=pagedata.GROUP_BYS),
+        PageSpec("endpoints", "endpoints.html", "Endpoints", "/endpoints", pagedata.endpoints_page,
+                 allowed=no_buckets | {"sort", "limit"}, sorts=pagedata.ENDPOINT_SORTS, extras=("order",)),
+        PageSpec("endpoint", "endpoint.html", "Endpoint", "/endpoint", pagedata.endpoint_page,
+                 heading=_endpoint_heading, required=("endpoint", "method"), in_nav=False),
+        PageSpec("errors", "errors.html", "Errors", "/errors", pagedata.errors_page,
+                 allowed=no_buckets | {"client", "limit"}),
+        PageSpec("clients", "clients.html", "Clients", "/clients", pagedata.clients_page, heading=_clients_h,
+                 allowed=frozenset({*_WINDOW, *pagedata.CLIENT_FILTERS, "limit"})),
+        PageSpec("requests", "requests.html", "Requests", "/requests", pagedata.requests_page,
+                 allowed=no_buckets - {"source", "instance"} | {"client", "limit"}),
+    ]  # fmt: skip
+    return {s.name: s for s in specs}
 
 
 def render_login(request: Request, next_url: str, error: str | None) -> Response:
     """Draw the login form (``auth.login_routes(config, render=render_login)`` calls this)."""
-    env: jinja2.Environment = request.app.state.__dict__.get("_pages_env") or template_environment()
-    request.app.state._pages_env = env
+    env = getattr(request.app.state, "pages_env", None) or template_environment()
+    request.app.state.pages_env = env
     runtime = request.app.state.runtime
-    spec = PageSpec("login", "login.html", "Log in", "/login", pagedata.no_data)
-    ctx = _base_context(request, spec, {})
+    spec = PageSpec("login", "login.html", "Log in", "/login", pagedata.no_data, in_nav=False)
+    ctx = _base_context(request, spec, {}, {})
     authn = request.scope.get("mockforge.authenticator")
     ctx.update(
         show_filters=False,
@@ -327,8 +324,10 @@ async def static_file(request: Request) -> Response:
 def page_routes() -> list[BaseRoute]:
     """Routes of the pages and static assets, to mount at `<mount_path>` (login comes from auth)."""
     env = template_environment()
+    specs = _specs()
     routes: list[BaseRoute] = [
-        Route(spec.path, _handler(env, spec), methods=["GET"], name=f"page_{spec.name}") for spec in _specs()
+        Route(spec.path, _handler(env, spec, specs), methods=["GET"], name=f"page_{spec.name}")
+        for spec in specs.values()
     ]
     routes.append(Route("/static/{name}", static_file, methods=["GET"], name="static"))
     return routes

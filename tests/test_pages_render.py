@@ -4,18 +4,11 @@ from __future__ import annotations
 
 import re
 from html.parser import HTMLParser
-from types import SimpleNamespace
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from starlette.applications import Starlette
-from starlette.routing import Mount
-from starlette.testclient import TestClient
+from pages_host import EVIL_CLIENT, EVIL_PATH, EVIL_UA, make_host, send_known_traffic
 
-from mockforge_analytics_plugin.config import AnalyticsConfig
-from mockforge_analytics_plugin.pages import page_routes
-
-NOW = 1_764_288_000.0
 PAGES = [
     "/",
     "/endpoints",
@@ -49,73 +42,119 @@ class Links(HTMLParser):
             self.selected[self._select] = a.get("value", "")
 
 
-def _client(mount: str = "/analytics", empty: bool = False) -> TestClient:
-    runtime = SimpleNamespace(
-        config=AnalyticsConfig(mount_path=mount), clock=lambda: NOW, version="9.9", sample_empty=empty
-    )
-    sub = Starlette(routes=page_routes())
-    sub.state.runtime = runtime
-    return TestClient(Starlette(routes=[Mount(mount, app=sub)]))
+@pytest.fixture
+async def host(tmp_path):
+    h = await make_host(tmp_path)
+    await send_known_traffic(h)
+    await h.flush()
+    yield h
+    await h.close()
+
+
+@pytest.fixture
+async def empty_host(tmp_path):
+    h = await make_host(tmp_path)
+    yield h
+    await h.close()
+
+
+@pytest.fixture
+async def stats_host(tmp_path):
+    h = await make_host(tmp_path, mount="/stats")
+    await send_known_traffic(h)
+    await h.flush()
+    yield h
+    await h.close()
 
 
 @pytest.mark.parametrize("page", PAGES)
-def test_every_page_renders_with_data(page):
-    r = _client().get("/analytics" + page)
+async def test_every_page_renders_with_data(host, page):
+    r = await host.client.get("/analytics" + page)
     assert r.status_code == 200, r.text
     assert r.headers["content-type"].startswith("text/html")
     assert "default-src 'none'" in r.headers["content-security-policy"]
     assert "<h1>" in r.text and '<form class="filters"' in r.text
-    assert "Traceback" not in r.text
+    assert "Traceback" not in r.text and "No traffic yet" not in r.text
 
 
 @pytest.mark.parametrize("page", PAGES)
-def test_every_page_renders_empty_with_a_hint(page):
-    r = _client(empty=True).get("/analytics" + page)
+async def test_every_page_renders_empty_with_a_hint(empty_host, page):
+    r = await empty_host.client.get("/analytics" + page)
     assert r.status_code == 200
-    assert "No " in r.text  # "No traffic yet" / "No errors" / "No requests to this endpoint"
+    assert "No traffic yet" in r.text or "No requests to this endpoint" in r.text or "No errors" in r.text
     assert "curl" in r.text or "No errors" in r.text
 
 
-def test_overview_cards_show_values_and_threshold_colours():
-    html = _client().get("/analytics/").text
-    cards = dict(re.findall(r'<div class="card (\w*)" data-card="(\w+)"', html)[i][::-1] for i in range(8))
-    assert cards["error_rate"] == "warn"  # 2.5 %: between 1 and 5
-    assert cards["avg_latency_ms"] == "good"  # 42 ms < 50
-    assert cards["p95_latency_ms"] == "warn"  # 180 ms < 500
-    assert '<output data-metric="total_requests" data-unit="">1,200</output>' in html
+async def test_overview_cards_show_the_recorded_numbers_with_threshold_colours(host):
+    html = (await host.page("/")).text
+    levels = {m[1]: m[0] for m in re.findall(r'<div class="card (\w*)" data-card="(\w+)"', html)}
+    values = dict(re.findall(r'<output data-metric="(\w+)" data-unit="[^"]*">([^<]*)</output>', html))
+    assert values["total_requests"] == "13"
+    assert values["error_rate"] == "23.1%"  # 3 of 13
+    assert values["unique_clients"] == "3"
+    assert levels["error_rate"] == "bad"
+    assert levels["avg_latency_ms"] == "good"  # in-process handlers answer in well under 50 ms
+    assert levels["p95_latency_ms"] == "good"
+    assert '<h2 id="top-h">Top endpoints</h2>' in html and "/api/users/{id}" in html
 
 
-def test_bad_parameter_renders_an_error_state_naming_it():
-    r = _client().get("/analytics/?duration=abc")
+async def test_empty_overview_shows_no_latency_figures(empty_host):
+    html = (await empty_host.page("/")).text
+    assert '<output data-metric="avg_latency_ms" data-unit="ms">\u2013</output>' in html
+    assert '<output data-metric="total_requests" data-unit="">0</output>' in html
+
+
+async def test_bad_parameter_renders_an_error_state_naming_it(host):
+    r = await host.page("/", duration="abc")
     assert r.status_code == 400
     assert "Bad parameter: <code>duration</code>" in r.text
     assert "expected a number of seconds" in r.text
 
 
-def test_client_filter_is_refused_where_it_does_not_apply_and_accepted_where_it_does():
-    c = _client()
-    r = c.get("/analytics/?client=abc")
+async def test_client_filter_is_refused_where_it_does_not_apply_and_applies_where_it_does(host):
+    r = await host.page("/", client="bob")
     assert r.status_code == 400 and "<code>client</code>" in r.text
-    assert c.get("/analytics/requests?client=abc").status_code == 200
+    html = (await host.page("/requests", client="bob")).text
+    assert html.count("<code>/boom</code>") == 2 and "<code>/api/users/" not in html
+    html = (await host.page("/errors", client="bob")).text
+    assert "alert" not in html.replace("&lt;", "")  # the 404 of the other client is filtered out
 
 
-def test_endpoint_detail_requires_endpoint_and_method():
-    r = _client().get("/analytics/endpoint?endpoint=/x")
+async def test_endpoint_detail_requires_endpoint_and_method(host):
+    r = await host.page("/endpoint", endpoint="/x")
     assert r.status_code == 400 and "<code>method</code>" in r.text
 
 
-def test_request_text_is_escaped_everywhere():
-    c = _client()
-    for page in PAGES:
-        html = c.get("/analytics" + page).text
+async def test_endpoint_detail_shows_its_clients_and_errors(host):
+    html = (await host.page("/endpoint", endpoint="/boom", method="GET")).text
+    assert "<h1>GET /boom</h1>" in html
+    assert "<code>bob</code>" in html and "<code>alice</code>" not in html
+    assert html.count("HTTP 500") == 2
+
+
+async def test_store_unavailable_is_an_error_state_not_a_traceback(host):
+    host.runtime.store.closed = True
+    r = await host.page("/")
+    host.runtime.store.closed = False
+    assert r.status_code == 503
+    assert "store is not open" in r.text and "Traceback" not in r.text
+
+
+async def test_request_text_is_escaped_everywhere(host):
+    for page in [*PAGES, "/endpoint?endpoint=/{path:path}&method=GET"]:
+        html = (await host.client.get("/analytics" + page)).text
         assert "<script>alert(1)</script>" not in html
-        assert "<img src=x" not in html and "<b>ua</b>" not in html and "<i>x</i>" not in html
-    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in c.get("/analytics/requests").text
+        assert "<img src=x" not in html and "<b>client</b>" not in html
+    html = (await host.page("/requests")).text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "&lt;img src=x onerror=&#34;alert(2)&#34;&gt;" in html
+    assert "&lt;b&gt;client&lt;/b&gt;" in html
+    assert EVIL_PATH and EVIL_UA and EVIL_CLIENT
 
 
-def test_escaped_filter_values_round_trip():
+async def test_escaped_filter_values_round_trip(host):
     evil = '"><script>alert(1)</script>'
-    r = _client().get("/analytics/errors", params={"endpoint": evil})
+    r = await host.page("/errors", endpoint=evil)
     assert "<script>alert(1)</script>" not in r.text
     parser = Links()
     parser.feed(r.text)
@@ -123,86 +162,94 @@ def test_escaped_filter_values_round_trip():
 
 
 @pytest.mark.parametrize("page", PAGES)
-def test_every_link_follows_mount_path(page):
-    r = _client(mount="/stats").get("/stats" + page)
+async def test_every_link_follows_mount_path(stats_host, page):
+    r = await stats_host.client.get("/stats" + page)
     assert r.status_code == 200
     parser = Links()
     parser.feed(r.text)
     local = [u for u in parser.urls if not u.startswith("#")]
     assert local, "no links found"
-    assert all(u.startswith("/stats/") or u.startswith("/stats?") for u in local), local
+    assert all(u.startswith(("/stats/", "/stats?")) for u in local), local
     assert 'data-ws-path="/stats/api/stream"' in r.text
     assert "/analytics" not in r.text
     assert not re.search(r"""(href|src|action)=["']?(https?:)?//""", r.text)
 
 
-def test_filter_state_round_trips_in_the_url():
-    query = {
-        "duration": "21600",
-        "granularity": "minute",
-        "protocol": "http",
-        "method": "POST",
-        "endpoint": "/api/*",
-        "status_code": "5xx",
-        "workspace_id": "ws1",
-        "environment": "dev",
-        "test_run": "run-7",
-    }
-    r = _client().get("/analytics/", params=query)
+async def test_filter_state_round_trips_in_the_url(host):
+    query = {"duration": "21600", "granularity": "minute", "protocol": "http", "method": "GET",
+             "endpoint": "/api/*", "status_code": "2xx", "workspace_id": "", "environment": "",
+             "test_run": ""}  # fmt: skip
+    r = await host.page("/", **query)
     assert r.status_code == 200, r.text
+    set_query = {k: v for k, v in query.items() if v}
     parser = Links()
     parser.feed(r.text)
     assert parser.selected["duration"] == "21600"
-    assert parser.selected["granularity"] == ""  # option without value attribute: its text
-    assert "selected>minute<" in r.text.replace("<option selected>", "selected>")
-    for name in ("endpoint", "status_code", "workspace_id", "environment", "test_run"):
+    assert "<option selected>minute</option>" in r.text
+    assert "<option selected>http</option>" in r.text and "<option selected>GET</option>" in r.text
+    for name in ("endpoint", "status_code"):
         assert parser.inputs[name] == query[name]
-    # nav links carry the filter to the other pages; export links carry it to the API
-    nav = next(u for u in parser.urls if u.startswith("/analytics/endpoints?"))
-    assert {k: v[0] for k, v in parse_qs(urlsplit(nav).query).items()} == query
+    values = dict(re.findall(r'<output data-metric="(\w+)" data-unit="[^"]*">([^<]*)</output>', r.text))
+    assert values["total_requests"] == "10"  # only the 2xx under /api/*
+    # nav links carry what their page accepts; export links carry the filter to the API
+    nav = next(u for u in parser.urls if u.startswith("/analytics/errors?"))
+    assert {k: v[0] for k, v in parse_qs(urlsplit(nav).query).items()} == {
+        k: v for k, v in set_query.items() if k != "granularity"
+    }
     csv = next(u for u in parser.urls if "/api/export/csv" in u)
     got = {k: v[0] for k, v in parse_qs(urlsplit(csv).query).items()}
-    assert got == {**query, "dataset": "metrics"}
+    assert got == {**set_query, "dataset": "metrics"}
 
 
-def test_blank_form_fields_are_ignored_and_reset_clears():
-    r = _client().get("/analytics/?duration=900&protocol=&method=&endpoint=&client=")
+async def test_filters_a_page_does_not_use_are_disabled_in_its_bar(host):
+    html = (await host.page("/clients")).text
+    assert re.search(r'<input name="client" value=""[^>]*>', html).group(0).find("disabled") == -1
+    assert 'name="endpoint" value="" placeholder="/api/users/{id} or /api/*" disabled' in html
+    assert '<select name="granularity" disabled' in html
+
+
+async def test_blank_form_fields_are_ignored_and_reset_clears(host):
+    r = await host.page("/", duration="900", protocol="", method="", endpoint="", client="")
     assert r.status_code == 200
-    assert 'href="/analytics/">Reset</a>' in r.text.replace('class="button secondary" ', "")
+    assert 'href="/analytics/">Reset</a>' in r.text
 
 
-def test_endpoints_table_sorts_by_column():
-    c = _client()
-    html = c.get("/analytics/endpoints?sort=request_count&order=asc").text
-    first = re.search(r"<tbody>.*?<code>(.*?)</code>", html, re.S).group(1)
-    assert first == "/&lt;script&gt;alert(1)&lt;/script&gt;"  # 3 requests before 900
-    html = c.get("/analytics/endpoints?sort=request_count").text
-    assert re.search(r"<tbody>.*?<code>(.*?)</code>", html, re.S).group(1) == "/api/users/{id}"
+async def test_endpoints_table_sorts_by_column(host):
+    def first_row(html: str) -> str:
+        return re.search(r"<tbody>.*?<code>(.*?)</code>", html, re.S).group(1)
+
+    assert first_row((await host.page("/endpoints", sort="requests", order="asc")).text) == "/{path:path}"
+    html = (await host.page("/endpoints", sort="requests")).text
+    assert first_row(html) == "/api/users/{id}"
     assert 'aria-sort="descending"' in html
-    assert c.get("/analytics/endpoints?sort=bogus").status_code == 400
-    assert c.get("/analytics/endpoints?order=sideways").status_code == 400
+    assert first_row((await host.page("/endpoints", sort="endpoint")).text) == "/api/users/{id}"
+    assert first_row((await host.page("/endpoints", sort="errors")).text) == "/boom"
+    assert (await host.page("/endpoints", sort="bogus")).status_code == 400
+    r = await host.page("/endpoints", order="sideways")
+    assert r.status_code == 400 and "<code>order</code>" in r.text
 
 
-def test_tables_have_captions_and_scoped_headers():
-    html = _client().get("/analytics/").text
+async def test_tables_have_captions_and_scoped_headers(host):
+    html = (await host.page("/")).text
     assert html.count("<caption") >= 2
     assert '<th scope="col"' in html and '<th scope="row"' in html
 
 
 @pytest.mark.parametrize(("name", "ctype"), [("app.css", "text/css"), ("live.js", "text/javascript")])
-def test_static_assets_served_with_type_and_cache(name, ctype):
-    c = _client(mount="/stats")
-    r = c.get(f"/stats/static/{name}")
+async def test_static_assets_served_with_type_and_cache(stats_host, name, ctype):
+    c = stats_host.client
+    r = await c.get(f"/stats/static/{name}")
     assert r.status_code == 200
     assert r.headers["content-type"].startswith(ctype)
     assert "max-age" in r.headers["cache-control"] and r.headers["etag"]
     assert not re.search(r"https?://", r.text)
-    assert c.get(f"/stats/static/{name}", headers={"If-None-Match": r.headers["etag"]}).status_code == 304
+    again = await c.get(f"/stats/static/{name}", headers={"If-None-Match": r.headers["etag"]})
+    assert again.status_code == 304
 
 
 @pytest.mark.parametrize("name", ["../pages.py", "__init__.py", "nope.css", "%2e%2e%2fpages.py"])
-def test_static_refuses_names_outside_the_whitelist(name):
-    assert _client().get(f"/analytics/static/{name}").status_code == 404
+async def test_static_refuses_names_outside_the_whitelist(empty_host, name):
+    assert (await empty_host.page(f"/static/{name}")).status_code == 404
 
 
 def test_templates_reference_no_external_host():

@@ -79,7 +79,8 @@
 
   function config() {
     var cfg = { interval_seconds: 1 };
-    Object.keys(filters).forEach(function (k) { cfg[k] = filters[k]; });
+    /* the stream takes the window as duration_seconds and every series filter by name */
+    Object.keys(filters).forEach(function (k) { if (k !== "duration") { cfg[k] = filters[k]; } });
     if (filters.duration) { cfg.duration_seconds = Number(filters.duration); }
     return cfg;
   }
@@ -98,7 +99,10 @@
       if (paused) { return; }
       var msg;
       try { msg = JSON.parse(event.data); } catch (e) { return; }
-      if (msg && msg.success === false) { setState("reconnecting", "live error: " + (msg.error || "unknown")); return; }
+      if (msg && (msg.type === "error" || msg.success === false)) {
+        setState("reconnecting", "live error: " + (msg.error || "unknown"));
+        return;
+      }
       var data = msg && typeof msg.data === "object" && msg.data !== null ? msg.data : msg;
       if (data && typeof data === "object") { applyOverview(data); }
     };
