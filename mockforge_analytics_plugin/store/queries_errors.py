@@ -1,0 +1,167 @@
+"""Read SQL over ``error_events``: the summary by category/type, top errors and the event pages.
+
+Every value from a request is a bound parameter; column names come from fixed tables here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiosqlite
+
+from ..params import QueryParams, StatusFilter
+
+__all__ = [
+    "EVENT_COLUMNS",
+    "column_conditions",
+    "count_error_events",
+    "error_events_page",
+    "error_summary_rows",
+    "glob_pattern",
+    "top_error_rows",
+]
+
+# Filter name -> column of error_events (client is the client id, kept as client_ip).
+_EVENT_FILTER_COLUMNS = {
+    "protocol": "protocol",
+    "method": "method",
+    "endpoint": "endpoint",
+    "status_code": "status_code",
+    "workspace_id": "workspace_id",
+    "environment": "environment",
+    "test_run": "test_run",
+    "source": "source",
+    "instance": "instance",
+    "client": "client_ip",
+}
+EVENT_COLUMNS = (
+    "id",
+    "timestamp",
+    "instance",
+    "source",
+    "protocol",
+    "method",
+    "endpoint",
+    "path",
+    "status_code",
+    "error_type",
+    "error_category",
+    "error_message",
+    "request_id",
+    "trace_id",
+    "span_id",
+    "client_ip",
+    "user_agent",
+    "workspace_id",
+    "environment",
+    "test_run",
+    "fault_injected",
+)
+
+
+def glob_pattern(pattern: str) -> str:
+    """Turn a user glob (only ``*`` is special) into a SQLite GLOB pattern with ``?``/``[`` literal."""
+    return "".join("[" + ch + "]" if ch in "?[" else ch for ch in pattern)
+
+
+def _status_sql(column: str, status: StatusFilter, args: list[Any]) -> str:
+    parts: list[str] = []
+    if status.codes:
+        parts.append(f"{column} IN ({', '.join('?' * len(status.codes))})")
+        args.extend(status.codes)
+    for cls in status.classes:
+        parts.append(f"({column} >= ? AND {column} < ?)")
+        args.extend((cls * 100, cls * 100 + 100))
+    return "(" + " OR ".join(parts) + ")" if parts else "1"
+
+
+def column_conditions(
+    p: QueryParams, columns: dict[str, str], alias: str = ""
+) -> tuple[list[str], list[Any]]:
+    """SQL conditions (and their bound args) for every filter of ``p`` named in ``columns``."""
+    conds: list[str] = []
+    args: list[Any] = []
+    prefix = f"{alias}." if alias else ""
+    for name, column in columns.items():
+        value = getattr(p, name, None)
+        if value is None:
+            continue
+        col = prefix + column
+        if name == "status_code":
+            conds.append(_status_sql(col, value, args))
+        elif name == "endpoint" and p.endpoint_is_glob:
+            conds.append(f"{col} GLOB ?")
+            args.append(glob_pattern(value))
+        elif isinstance(value, tuple):
+            conds.append(f"{col} IN ({', '.join('?' * len(value))})")
+            args.extend(value)
+        else:
+            conds.append(f"{col} = ?")
+            args.append(value)
+    return conds, args
+
+
+def _where(p: QueryParams) -> tuple[str, list[Any]]:
+    conds, args = column_conditions(p, _EVENT_FILTER_COLUMNS)
+    sql = " AND ".join(["timestamp >= ?", "timestamp < ?", *conds])
+    return sql, [p.start, p.end, *args]
+
+
+SummaryRow = tuple[str, str, str, int, float]
+
+
+async def error_summary_rows(db: aiosqlite.Connection, p: QueryParams) -> list[SummaryRow]:
+    """Rows (category, type, endpoint, count, last timestamp) of the window, one per endpoint."""
+    where, args = _where(p)
+    sql = (
+        "SELECT error_category, error_type, endpoint, COUNT(*), MAX(timestamp) FROM error_events "
+        f"WHERE {where} GROUP BY error_category, error_type, endpoint"
+    )
+    async with db.execute(sql, args) as cur:
+        return [tuple(r) for r in await cur.fetchall()]  # type: ignore[misc]
+
+
+async def top_error_rows(db: aiosqlite.Connection, p: QueryParams, limit: int) -> list[dict[str, Any]]:
+    """The most frequent (endpoint, method, status, error type) groups, most frequent first."""
+    where, args = _where(p)
+    sql = (
+        "SELECT endpoint, method, protocol, status_code, error_type, error_category, COUNT(*) AS n, "
+        "MAX(timestamp), MIN(timestamp), SUM(fault_injected) FROM error_events "
+        f"WHERE {where} GROUP BY endpoint, method, protocol, status_code, error_type, error_category "
+        "ORDER BY n DESC, endpoint, method, status_code, error_type LIMIT ?"
+    )
+    keys = (
+        "endpoint",
+        "method",
+        "protocol",
+        "status_code",
+        "error_type",
+        "error_category",
+        "count",
+        "last_occurrence",
+        "first_occurrence",
+        "fault_injected_count",
+    )
+    async with db.execute(sql, [*args, limit]) as cur:
+        return [dict(zip(keys, r, strict=True)) for r in await cur.fetchall()]
+
+
+async def count_error_events(db: aiosqlite.Connection, p: QueryParams) -> int:
+    """How many error events match the window and filters."""
+    where, args = _where(p)
+    async with db.execute(f"SELECT COUNT(*) FROM error_events WHERE {where}", args) as cur:
+        row = await cur.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def error_events_page(
+    db: aiosqlite.Connection, p: QueryParams, limit: int, offset: int
+) -> list[dict[str, Any]]:
+    """One page of matching error events, newest first (ties broken by id, newest first)."""
+    where, args = _where(p)
+    sql = (
+        f"SELECT {', '.join(EVENT_COLUMNS)} FROM error_events WHERE {where} "
+        "ORDER BY timestamp DESC, id DESC LIMIT ? OFFSET ?"
+    )
+    async with db.execute(sql, [*args, limit, offset]) as cur:
+        return [dict(zip(EVENT_COLUMNS, r, strict=True)) for r in await cur.fetchall()]
