@@ -102,20 +102,19 @@ def plan_request(i: int, cfg: HostConfig, rng: random.Random) -> PlannedRequest:
         return PlannedRequest("raise", spec.method, _fill(spec, rng), headers)
     slot = i % 10
     if slot == 3:
-        path = rng.choice(
-            (
-                f"/api/orders/{uuid.UUID(int=rng.getrandbits(128), version=4)}",
-                f"/api/items/{rng.randint(1000, 99999)}",
-                "/api/v2/unknown",
-                f"/api/users/{rng.randint(1, 500)}/settings",
-            )
-        )
+        # Cycle through the kinds so every one appears within the first 40 requests.
+        path = (
+            f"/api/invoices/{uuid.UUID(int=rng.getrandbits(128), version=4)}",
+            f"/api/items/{rng.randint(1000, 99999)}",
+            "/api/v2/unknown",
+            f"/api/users/{rng.randint(1, 500)}/settings",
+        )[(i // 10) % 4]
         return PlannedRequest("unmatched", rng.choice(("GET", "GET", "POST", "DELETE")), path, headers)
     if slot == 7:
         return PlannedRequest("graphql", "POST", "/graphql", headers, json=GRAPHQL_QUERY)
     if not http_routes:
         return PlannedRequest("unmatched", "GET", "/", headers)
-    spec = http_routes[i % len(http_routes)]
+    spec = http_routes[(i + i // 10) % len(http_routes)]  # shifts each decade: slots 3 and 7 are taken
     body = {"name": "demo", "n": i} if spec.method in ("POST", "PUT", "PATCH") else None
     return PlannedRequest("route", spec.method, _fill(spec, rng), headers, json=body)
 
