@@ -69,6 +69,9 @@ def _serve(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(levelname)s:     %(name)s: %(message)s", stream=sys.stderr
     )
+    # The demo traffic's own client would log every request at INFO.
+    for noisy in ("httpx", "httpcore", "websockets"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     if args.port is not None and not 0 <= args.port <= 65535:
         return _fail(f"--port: must be between 0 and 65535, got {args.port}")
     try:
