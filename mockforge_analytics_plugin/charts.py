@@ -48,7 +48,7 @@ def format_value(value: float | None, unit: str = "") -> str:
     elif abs(value) >= 10:
         text = f"{value:.1f}"
     else:
-        text = f"{value:.2f}".rstrip("0").rstrip(".") if abs(value) >= 0.01 else f"{value:.3g}"
+        text = f"{value:.2f}".rstrip("0").rstrip(".") if abs(value) >= 1 else f"{value:.2g}"
     return f"{text} {unit}".rstrip() if unit and unit != "%" else f"{text}{unit}"
 
 
@@ -119,7 +119,7 @@ def line_chart(
     *,
     title: str,
     unit: str = "",
-    width: int = 720,
+    width: int = 560,
     height: int = 260,
     area: bool = False,
     y_label: str | None = None,

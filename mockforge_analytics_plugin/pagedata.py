@@ -94,6 +94,7 @@ def build_cards(ov: Mapping[str, Any]) -> list[Card]:
         if not has and key.endswith("_ms"):
             value = None  # no requests: a latency of 0 would be a lie
         limits = THRESHOLDS.get(key)
+        hint = "not counted under these filters" if has and value is None and key == "unique_clients" else ""
         cards.append(
             Card(
                 label,
@@ -101,6 +102,7 @@ def build_cards(ov: Mapping[str, Any]) -> list[Card]:
                 value,
                 unit,
                 level_of(key, value),
+                hint=hint,
                 thresholds=",".join(f"{v:g}" for v in limits) if limits else "",
             )
         )

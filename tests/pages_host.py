@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Mount, Route
 
+from mockforge_analytics_plugin.api import api_routes
 from mockforge_analytics_plugin.config import AnalyticsConfig
 from mockforge_analytics_plugin.middleware import CaptureMiddleware
 from mockforge_analytics_plugin.pages import page_routes
@@ -71,7 +72,7 @@ async def make_host(tmp_path: Path, mount: str = "/analytics") -> PagesHost:
     recorder = Recorder(config, "test:1")
     store = await SQLiteStore.open(tmp_path / "analytics.db")
     runtime = SimpleNamespace(config=config, recorder=recorder, store=store, clock=time.time, version="9.9")
-    sub = Starlette(routes=page_routes())
+    sub = Starlette(routes=[*page_routes(), Mount("/api", routes=api_routes())])
     sub.state.runtime = runtime
     app = Starlette(
         routes=[

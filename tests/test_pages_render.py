@@ -167,7 +167,7 @@ async def test_every_link_follows_mount_path(stats_host, page):
     assert r.status_code == 200
     parser = Links()
     parser.feed(r.text)
-    local = [u for u in parser.urls if not u.startswith("#")]
+    local = [u for u in parser.urls if not u.startswith(("#", "data:"))]
     assert local, "no links found"
     assert all(u.startswith(("/stats/", "/stats?")) for u in local), local
     assert 'data-ws-path="/stats/api/stream"' in r.text
@@ -227,6 +227,35 @@ async def test_endpoints_table_sorts_by_column(host):
     assert (await host.page("/endpoints", sort="bogus")).status_code == 400
     r = await host.page("/endpoints", order="sideways")
     assert r.status_code == 400 and "<code>order</code>" in r.text
+
+
+EXPORT_PAGES = ["/", "/endpoints", "/errors", "/clients", "/endpoint?endpoint=/boom&method=GET"]
+
+
+@pytest.mark.parametrize("page", EXPORT_PAGES)
+async def test_export_links_work_with_the_page_filters(host, page):
+    html = (await host.client.get("/analytics" + page, params={"duration": "900", "protocol": "http"})).text
+    parser = Links()
+    parser.feed(html)
+    links = [u for u in parser.urls if "/api/export/" in u]
+    assert len(links) == 2
+    for url in links:
+        r = await host.client.get(url)
+        assert r.status_code == 200, (url, r.text)
+        assert "attachment" in r.headers["content-disposition"]
+
+
+async def test_overview_csv_export_sums_to_the_card(host):
+    import csv
+    import io
+
+    html = (await host.page("/")).text
+    parser = Links()
+    parser.feed(html)
+    url = next(u for u in parser.urls if "/api/export/csv" in u)
+    rows = list(csv.DictReader(io.StringIO((await host.client.get(url)).text)))
+    assert sum(int(r["request_count"]) for r in rows) == 13
+    assert sum(int(r["error_count"]) for r in rows) == 3
 
 
 async def test_tables_have_captions_and_scoped_headers(host):

@@ -27,8 +27,8 @@
     if (Number.isInteger(v)) { text = v.toLocaleString("en-US"); }
     else if (Math.abs(v) >= 100) { text = Math.round(v).toLocaleString("en-US"); }
     else if (Math.abs(v) >= 10) { text = v.toFixed(1); }
-    else if (Math.abs(v) >= 0.01) { text = v.toFixed(2).replace(/0+$/, "").replace(/\.$/, ""); }
-    else { text = String(Number(v.toPrecision(3))); }
+    else if (Math.abs(v) >= 1) { text = v.toFixed(2).replace(/0+$/, "").replace(/\.$/, ""); }
+    else { text = String(Number(v.toPrecision(2))); }
     if (!unit) { return text; }
     return unit === "%" ? text + "%" : text + " " + unit;
   }
