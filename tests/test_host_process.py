@@ -50,7 +50,8 @@ def mockforge_configure(host, config):
     section = host.plugin_config("probe") or {}
     if "bad_key" in section:
         raise ValueError("bad_key: must not be set")
-    host.state["probe"] = {"seen": [], "out": host.resolve_path(section.get("out", "probe-exit.json"))}
+    host.state["probe"] = {"seen": [], "out": host.resolve_path(section.get("out", "probe-exit.json")),
+                           "fail_start": section.get("fail_start", False)}
 
 
 @hookimpl
@@ -62,6 +63,8 @@ def mockforge_middleware(host):
 def mockforge_lifespan(host, app):
     @contextlib.asynccontextmanager
     async def running():
+        if host.state["probe"]["fail_start"]:
+            raise RuntimeError("probe could not start")
         try:
             yield
         finally:
@@ -175,6 +178,13 @@ def test_config_errors_print_one_line_and_exit_2(
     assert "Traceback" not in result.stderr
     if what == "plugin not installed":
         assert "probe" in lines[0]  # the installed list names what is there
+
+
+def test_plugin_lifespan_failing_at_start_exits_3(tmp_path: Path) -> None:
+    config = write_config(tmp_path, {"plugins": {"probe": {"fail_start": True}}})
+    result = run_serve(config, env=probe_env(tmp_path))
+    assert result.returncode == 3, result.stderr
+    assert "probe could not start" in result.stderr
 
 
 def test_invalid_yaml_and_missing_file(tmp_path: Path) -> None:

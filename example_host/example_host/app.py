@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +46,7 @@ def build_app(
     listen_host: str | None = None,
     listen_port: int | None = None,
     demo_traffic: bool = False,
-    env: dict[str, str] | None = None,
+    env: Mapping[str, str] | None = None,
     logger: logging.Logger | None = None,
 ) -> Starlette:
     """Build one host (its own PluginManager and metrics registry; no globals).
@@ -135,7 +135,7 @@ def _route_prefix(route: BaseRoute) -> str | None:
     if isinstance(route, Host):
         return None
     path = getattr(route, "path", None)
-    if path is None:
+    if not isinstance(path, str):
         return None
     return path.rstrip("/") if isinstance(route, Mount) else path
 

@@ -273,9 +273,7 @@ def _plugins(data: Any) -> dict[str, dict[str, Any]]:
     for name, section in data.items():
         if not isinstance(name, str):
             raise ConfigError("plugins", f"plugin names must be strings, got {name!r}")
-        if section is None:
-            section = {}
-        section = _mapping(section, f"plugins.{name}")
+        section = _mapping(section, f"plugins.{name}") or {}
         if "enabled" in section and not isinstance(section["enabled"], bool):
             raise ConfigError(f"plugins.{name}.enabled", f"must be true or false, got {section['enabled']!r}")
         out[name] = section

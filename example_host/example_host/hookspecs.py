@@ -1,3 +1,4 @@
+# mypy: disable-error-code="empty-body"
 """The hook contract between the MockForge example host and its plugins.
 
 Plugins implement these hooks with their own marker, ``pluggy.HookimplMarker("mockforge")``

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -129,15 +130,15 @@ def _extra_from_env(value: str) -> list[_Candidate]:
     return out
 
 
-def discover_plugins(env: dict[str, str] | None = None) -> list[_Candidate]:
+def discover_plugins(env: Mapping[str, str] | None = None) -> list[_Candidate]:
     """Installed plugins (entry-point group `mockforge.plugins`) plus MOCKFORGE_EXTRA_PLUGINS ones."""
-    env = os.environ if env is None else env
+    environ: Mapping[str, str] = os.environ if env is None else env
     out = []
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         version = ep.dist.version if ep.dist is not None else None
         source = f"entry point {ep.value}"
         out.append(_Candidate(name=ep.name, version=version, source=source, loader=ep.load))
-    extra = env.get(EXTRA_PLUGINS_ENV, "")
+    extra = environ.get(EXTRA_PLUGINS_ENV, "")
     if extra:
         out.extend(_extra_from_env(extra))
     return out
@@ -165,7 +166,7 @@ def load_plugins(
     *,
     plugins: dict[str, Any] | None = None,
     discover: bool = True,
-    env: dict[str, str] | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> tuple[pluggy.PluginManager, list[PluginInfo]]:
     """Register the default plugins and every enabled plugin; return the manager and all infos.
 
@@ -218,12 +219,14 @@ def load_plugins(
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
-        name = pm.get_name(exc.plugin) if exc.plugin is not None else "?"
+        name = (pm.get_name(exc.plugin) if exc.plugin is not None else None) or "?"
         raise PluginError(f"plugin '{name}': {exc}") from None
     return pm, infos
 
 
-def list_plugins(sections: dict[str, dict[str, Any]], env: dict[str, str] | None = None) -> list[PluginInfo]:
+def list_plugins(
+    sections: dict[str, dict[str, Any]], env: Mapping[str, str] | None = None
+) -> list[PluginInfo]:
     """Every discovered plugin with its hooks (loading disabled ones too), for `example-host plugins`."""
     infos = []
     for cand in [*_defaults(), *discover_plugins(env)]:
