@@ -233,3 +233,18 @@ async def test_replace_leaves_middleware_rows_alone(tmp_path):
         assert [(r[1], r[5]) for r in await _minute_rows(store)] == [("middleware", 7), ("prometheus", 4)]
     finally:
         await store.close()
+
+
+def test_endpoint_cap_folds_the_quietest_into_other():
+    counter = [RawSeries(_labels(f"/raw/{i}", "200"), {B[0]: 0.0, B[1]: float(10 - i)}) for i in range(5)] + [
+        RawSeries(_labels("/raw/4", "500"), {B[0]: 0.0, B[1]: 1.0})
+    ]
+    deltas = build_deltas(PRESETS["mockforge"], Window(boundaries=B[:2], counter=counter), max_endpoints=3)
+    got = {(k.endpoint, k.status_code): d.request_count for k, d in deltas.items()}
+    assert got == {
+        ("/raw/0", 200): 10,
+        ("/raw/1", 200): 9,
+        ("__other__", 200): 8 + 7 + 6,
+        ("__other__", 500): 1,
+    }
+    assert sum(got.values()) == 41

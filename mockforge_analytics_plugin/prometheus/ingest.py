@@ -22,7 +22,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .. import histogram as loghist
@@ -35,6 +35,7 @@ __all__ = [
     "RawSeries",
     "Window",
     "build_deltas",
+    "cap_endpoints",
     "counter_increases",
     "fetch_window",
     "parse_series",
@@ -155,8 +156,15 @@ def _bucket_counts(cumulative: Mapping[float, float]) -> dict[int, int]:
     return {i: c for i, c in hist.items() if c > 0}
 
 
-def build_deltas(preset: Preset, window: Window) -> dict[SeriesKey, SeriesDelta]:
-    """Difference every raw series of a window and sum them into per-minute SeriesDeltas."""
+def build_deltas(
+    preset: Preset, window: Window, *, max_endpoints: int | None = None
+) -> dict[SeriesKey, SeriesDelta]:
+    """Difference every raw series of a window and sum them into per-minute SeriesDeltas.
+
+    With ``max_endpoints``, each minute keeps its busiest endpoints and folds the rest into
+    ``__other__`` (an exporter that labels raw paths would otherwise grow the series table
+    without bound).
+    """
     bounds = window.boundaries
     deltas: dict[SeriesKey, SeriesDelta] = {}
 
@@ -208,7 +216,46 @@ def build_deltas(preset: Preset, window: Window) -> dict[SeriesKey, SeriesDelta]
         hist = _bucket_counts(per_le)
         if hist:
             loghist.merge_into(delta(minute, dims).histogram, hist)
-    return {k: d for k, d in deltas.items() if _has_data(d)}
+    kept = {k: d for k, d in deltas.items() if _has_data(d)}
+    if max_endpoints is not None:
+        kept = cap_endpoints(kept, max_endpoints)
+    return kept
+
+
+OTHER_ENDPOINT = "__other__"
+
+
+def cap_endpoints(deltas: dict[SeriesKey, SeriesDelta], max_endpoints: int) -> dict[SeriesKey, SeriesDelta]:
+    """Keep each minute's ``max_endpoints`` busiest endpoints; fold the others into ``__other__``."""
+    volume: dict[int, dict[str, int]] = {}
+    for key, d in deltas.items():
+        per = volume.setdefault(key.minute, {})
+        per[key.endpoint] = per.get(key.endpoint, 0) + d.request_count + d.latency_count + d.session_count
+    keep: dict[int, set[str]] = {}
+    for minute, per in volume.items():
+        if len(per) > max_endpoints:
+            ranked = sorted(per, key=lambda e: (-per[e], e))
+            keep[minute] = set(ranked[: max(0, max_endpoints - 1)])  # one slot for __other__
+    if not keep:
+        return deltas
+    out: dict[SeriesKey, SeriesDelta] = {}
+    for key, d in deltas.items():
+        allowed = keep.get(key.minute)
+        if allowed is None or key.endpoint in allowed:
+            out[key] = d
+            continue
+        other = replace(key, endpoint=OTHER_ENDPOINT)
+        acc = out.get(other)
+        if acc is None:
+            acc = out[other] = SeriesDelta()
+        acc.request_count += d.request_count
+        acc.error_count += d.error_count
+        acc.latency_count += d.latency_count
+        acc.latency_sum += d.latency_sum
+        acc.session_count += d.session_count
+        acc.session_duration_sum += d.session_duration_sum
+        loghist.merge_into(acc.histogram, d.histogram)
+    return out
 
 
 def _has_data(d: SeriesDelta) -> bool:

@@ -129,7 +129,7 @@ class PrometheusSource:
                     url=self.url,
                     query=" ; ".join(window.queries),
                 )
-            deltas = build_deltas(self.preset, window)
+            deltas = build_deltas(self.preset, window, max_endpoints=self.config.max_endpoints)
             minutes = minutes_of(window)
             # Another writer (retention, reset) may have deleted series: resolve ids afresh.
             invalidate_series_cache(db)
