@@ -132,14 +132,10 @@ def _query_string(filters: Mapping[str, str], keep: tuple[str, ...]) -> str:
     return urlencode([(k, v) for k, v in filters.items() if k in keep])
 
 
-def _window_text(qp: QueryParams | None) -> str:
-    if qp is None:
-        return ""
+def _window_text(qp: QueryParams, buckets: bool) -> str:
     fmt = "%Y-%m-%d %H:%M"
-    return (
-        f"{time.strftime(fmt, time.gmtime(qp.start))} to {time.strftime(fmt, time.gmtime(qp.end))} UTC"
-        f" · {qp.granularity} buckets"
-    )
+    text = f"{time.strftime(fmt, time.gmtime(qp.start))} to {time.strftime(fmt, time.gmtime(qp.end))} UTC"
+    return text + (f" · {qp.granularity} buckets" if buckets else "")
 
 
 def _base_context(
@@ -231,7 +227,7 @@ def _handler(
                 extras=spec.extras,
                 group_bys=spec.group_bys,
             )
-            ctx["window_text"] = _window_text(qp)
+            ctx["window_text"] = _window_text(qp, "granularity" in spec.allowed)
             ctx.update(await spec.gather(runtime, qp, filters))
         except ParamError as exc:
             status = 400
