@@ -37,6 +37,8 @@ MAX_METHOD_CHARS = 16
 MAX_TEST_RUN_CHARS = 128
 MAX_HEADER_ID_CHARS = 128  # request ids
 MAX_ERROR_MESSAGE_CHARS = 512
+_EXCLUDED_CACHE_SIZE = 4096
+_WS_CLIENT_CLOSED = ("WebSocketDisconnect", "ClientDisconnected")
 _CLIENT_GONE = ("ClientDisconnected", "ClientDisconnect")  # uvicorn's (an OSError) and starlette's
 # W3C trace context: version-traceid-parentid-flags, lowercase hex; version ff is invalid.
 _TRACEPARENT = re.compile(rb"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?")
@@ -90,12 +92,31 @@ class CaptureMiddleware:
         self._client_header = (config.client_id_header or "").strip().lower().encode("latin-1") or None
         self._test_run_header = (config.test_run_header or "").strip().lower().encode("latin-1") or None
         self._trusted = TrustedProxies(config.trusted_proxies)
+        # Header name -> slot in _record; one dict lookup per header instead of a chain of compares.
+        slots = {b"user-agent": 0, b"traceparent": 1, b"content-length": 2, b"x-forwarded-for": 3,
+                 b"x-request-id": 6}  # fmt: skip
+        if self._test_run_header:
+            slots[self._test_run_header] = 5
+        if self._client_header:
+            slots[self._client_header] = 4  # wins over a built-in name it might shadow
+        self._header_slots = slots
+        # Paths repeat: remember the exclusion verdict (bounded; cleared when full).
+        self._excluded_cache: dict[str, bool] = {}
         self._logged_failure = False
 
     def _excluded(self, path: str) -> bool:
-        if path == self._mount or path.startswith(self._mount_prefix):
-            return True
-        return self._exclude is not None and self._exclude.match(path) is not None
+        verdict = self._excluded_cache.get(path)
+        if verdict is None:
+            verdict = (
+                path == self._mount
+                or path.startswith(self._mount_prefix)
+                or (self._exclude is not None and self._exclude.match(path) is not None)
+            )
+            cache = self._excluded_cache
+            if len(cache) >= _EXCLUDED_CACHE_SIZE:
+                cache.clear()
+            cache[path] = verdict
+        return verdict
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """ASGI entry point."""
@@ -246,8 +267,10 @@ class CaptureMiddleware:
         try:
             await self.app(scope, receive_wrapper, send_wrapper)
         except Exception as exc:
-            error_type = type(exc).__name__
-            error_message = str(exc)[:MAX_ERROR_MESSAGE_CHARS]
+            # The client closing the socket is how a session ends, not an error of the app.
+            if type(exc).__name__ not in _WS_CLIENT_CLOSED:
+                error_type = type(exc).__name__
+                error_message = str(exc)[:MAX_ERROR_MESSAGE_CHARS]
             raise
         finally:
             recorder.request_finished("websocket")
@@ -307,23 +330,25 @@ class CaptureMiddleware:
         client_header: str | None = None
         forwarded: str | None = None
         content_length = b""
-        client_name = self._client_header
-        run_name = self._test_run_header
+        slots = self._header_slots
         for name, value in scope.get("headers") or ():
-            if name == b"user-agent":
+            slot = slots.get(name)
+            if slot is None:
+                continue
+            if slot == 0:
                 user_agent = _header_text(value, MAX_USER_AGENT_CHARS)
-            elif name == b"traceparent":
+            elif slot == 1:
                 trace_id, span_id = parse_traceparent(value)
-            elif name == b"content-length":
+            elif slot == 2:
                 content_length = value
-            elif name == b"x-forwarded-for":
+            elif slot == 3:
                 text = _header_text(value, 4096)
                 forwarded = f"{forwarded},{text}" if forwarded else text
-            elif name == client_name:
+            elif slot == 4:
                 client_header = _header_text(value, 512)
-            elif name == run_name:
+            elif slot == 5:
                 test_run = _header_text(value, MAX_TEST_RUN_CHARS)
-            elif name == b"x-request-id":
+            else:
                 request_id = _header_text(value, MAX_HEADER_ID_CHARS)
         if not read_any and content_length.isdigit() and len(content_length) <= 18:
             received = int(content_length)  # the body arrived even though the app never read it

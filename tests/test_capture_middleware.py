@@ -101,6 +101,15 @@ def build(config: AnalyticsConfig | None = None) -> tuple[Starlette, Captured, F
     async def reject(ws: WebSocket) -> None:
         await ws.close()
 
+    async def crash(ws: WebSocket) -> None:
+        await ws.accept()
+        raise KeyError("state")
+
+    async def listen(ws: WebSocket) -> None:
+        await ws.accept()
+        while True:  # ends with WebSocketDisconnect when the client goes
+            await ws.receive_text()
+
     inner = Router(routes=[Route("/items/{item_id}", plain), Route("/", plain)])
     app = Starlette(
         routes=[
@@ -116,6 +125,8 @@ def build(config: AnalyticsConfig | None = None) -> tuple[Starlette, Captured, F
             Mount("/files", app=PlainTextResponse("file")),
             WebSocketRoute("/ws/echo", echo),
             WebSocketRoute("/ws/reject", reject),
+            WebSocketRoute("/ws/crash", crash),
+            WebSocketRoute("/ws/listen", listen),
         ],
         middleware=[
             Middleware(
@@ -378,3 +389,16 @@ async def test_capture_failure_never_breaks_the_request() -> None:
     async with client(app) as c:
         r = await c.get("/users/3")
     assert r.status_code == 201
+
+
+async def test_websocket_app_error_is_500_but_client_close_is_not() -> None:
+    from starlette.websockets import WebSocketDisconnect
+
+    app, rec, _ = build()
+    with pytest.raises(KeyError):
+        await _ws_session(app, "/ws/crash", [])
+    with pytest.raises(WebSocketDisconnect):
+        await _ws_session(app, "/ws/listen", [{"type": "websocket.receive", "text": "abc"}])
+    crash, listen = rec.items
+    assert crash.status_code == 500 and crash.error_type == "KeyError"
+    assert listen.status_code == 101 and listen.error_type == "" and listen.bytes_received == 3
