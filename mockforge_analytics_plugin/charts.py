@@ -119,8 +119,8 @@ def line_chart(
     *,
     title: str,
     unit: str = "",
-    width: int = 560,
-    height: int = 260,
+    width: int = 480,
+    height: int = 250,
     area: bool = False,
     y_label: str | None = None,
 ) -> Markup:

@@ -5,6 +5,14 @@
 (function () {
   "use strict";
   var body = document.body;
+  /* Blank filter fields stay out of the URL, so a shared link holds only what was chosen. */
+  document.querySelectorAll("form.filters").forEach(function (form) {
+    form.addEventListener("submit", function () {
+      form.querySelectorAll("input[name], select[name]").forEach(function (field) {
+        if (field.value === "") { field.disabled = true; }
+      });
+    });
+  });
   var path = body.getAttribute("data-ws-path");
   if (!path || !("WebSocket" in window)) { return; }
   var filters = {};
@@ -87,7 +95,11 @@
 
   function connect() {
     if (paused) { return; }
-    var url = location.protocol.replace("http", "ws") + "//" + location.host + path;  /* ws: or wss: */
+    /* ws: or wss: like the page; the filters ride in the query too, so even the first message uses them */
+    var cfg = config(), query = Object.keys(cfg).map(function (k) {
+      return encodeURIComponent(k) + "=" + encodeURIComponent(cfg[k]);
+    }).join("&");
+    var url = location.protocol.replace("http", "ws") + "//" + location.host + path + "?" + query;
     setState("connecting", "connecting\u2026");
     try { socket = new WebSocket(url); } catch (e) { schedule(); return; }
     socket.onopen = function () {
