@@ -178,7 +178,7 @@ def _part1() -> list[RouteDoc]:
             "/export/csv",
             "get",
             "export_csv",
-            "Filtered rows as CSV (streamed)",
+            "Filtered rows as CSV (streamed); filters apply per dataset (client: errors, clients)",
             allowed,
             extras=("dataset",),
             media={"text/csv": {"schema": {"type": "string"}}},
@@ -188,7 +188,7 @@ def _part1() -> list[RouteDoc]:
             "/export/json",
             "get",
             "export_json",
-            "Filtered rows as JSON or JSON lines (streamed)",
+            "Filtered rows as JSON or JSON lines (streamed); filters apply per dataset",
             allowed,
             extras=("dataset", "format"),
             media={

@@ -12,6 +12,7 @@ import httpx
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
+from mockforge_analytics_plugin.api import api_routes
 from mockforge_analytics_plugin.api_part2 import api_part2_routes
 from mockforge_analytics_plugin.capture_types import CapturedRequest
 from mockforge_analytics_plugin.config import AnalyticsConfig
@@ -79,8 +80,8 @@ async def record_and_flush(recorder: Recorder, store: SQLiteStore, requests: lis
 
 
 def make_app(runtime: FakeRuntime) -> Starlette:
-    """The part-2 routes under /analytics/api, as the lead mounts them."""
-    sub = Starlette(routes=[Mount("/api", routes=api_part2_routes())])
+    """The part-1 and part-2 routes under /analytics/api, as the lead mounts them."""
+    sub = Starlette(routes=[Mount("/api", routes=[*api_routes(), *api_part2_routes()])])
     sub.state.runtime = runtime
     return Starlette(routes=[Mount("/analytics", app=sub)])
 
