@@ -76,6 +76,7 @@ class Rollup:
         self.snapshot_source = snapshot_source
         self.logger = logger or logging.getLogger("mockforge.analytics.rollup")
         self.sampler = derived.ProcessSampler()
+        self.endpoint_cache = derived.EndpointStatsCache()
         self.started_at = clock()
         self.runs = 0
         self.failures = 0
@@ -96,7 +97,11 @@ class Rollup:
                 result.rolled_up_until_day = await rollups.rolled_up_until(db, "day", stamp)
                 result.traffic_pattern_rows = await derived.update_traffic_patterns(db, result.hours, stamp)
                 result.endpoint_stats_rows = await derived.recompute_endpoint_stats(
-                    db, stamp, hour_until=result.rolled_up_until_hour, day_until=result.rolled_up_until_day
+                    db,
+                    stamp,
+                    hour_until=result.rolled_up_until_hour,
+                    day_until=result.rolled_up_until_day,
+                    cache=self.endpoint_cache,
                 )
                 last_closed = int(stamp) // rollups.HOUR * rollups.HOUR - rollups.HOUR
                 figures = dict(self.snapshot_source() if self.snapshot_source else {})

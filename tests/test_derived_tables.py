@@ -111,3 +111,18 @@ async def test_hourly_snapshot_has_traffic_totals_and_process_figures(store):
     assert row["memory_usage_bytes"] > 10_000_000  # a Python process with sqlite loaded
     assert row["thread_count"] >= 2  # the main thread plus aiosqlite's
     assert row["cpu_usage_percent"] is not None and row["cpu_usage_percent"] >= 0
+
+
+async def test_endpoint_stats_pick_up_a_late_minute_in_an_already_rolled_day(store):
+    rollup = _rollup(store)
+    await rollup.rollup_once(T0 + 8 * DAY)
+    late = Traffic()
+    late.add(key(T0 + 3 * HOUR, "/users", ws="ws1", env="prod", status=503), 7.0)
+    await write(store.writer, late, T0 + 8 * DAY + 1)
+    result = await rollup.rollup_once(T0 + 8 * DAY + 2)
+    assert result.days == [T0]
+    rows = await store.writer.execute_fetchall(
+        "SELECT total_requests, total_errors, min_latency_ms, status_codes FROM endpoint_stats "
+        "WHERE endpoint = '/users'"
+    )
+    assert rows == [(6, 2, 7.0, '{"200":4,"500":1,"503":1}')]

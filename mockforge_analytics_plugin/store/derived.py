@@ -34,6 +34,7 @@ from ..histogram import merge_into, quantiles
 
 __all__ = [
     "TOP_ENDPOINTS",
+    "EndpointStatsCache",
     "ProcessSampler",
     "recompute_endpoint_stats",
     "rss_bytes",
@@ -155,13 +156,54 @@ async def _accumulate(
                 merge_into(a.hist, blob)
 
 
+@dataclass(slots=True)
+class EndpointStatsCache:
+    """The day-tier part of endpoint_stats, kept between runs: it changes about once a day.
+
+    Merging a year of day-row histograms costs seconds, so it is redone only when the day rows
+    it was built from change (a new complete day, a late day re-rolled, retention).
+    """
+
+    key: tuple | None = None
+    acc: dict[tuple, _EndpointAcc] = field(default_factory=dict)
+
+
+def _copy_acc(src: Mapping[tuple, _EndpointAcc]) -> dict[tuple, _EndpointAcc]:
+    out = {}
+    for k, a in src.items():
+        out[k] = _EndpointAcc(
+            a.requests, a.errors, a.latency_count, a.latency_sum, a.latency_min, a.latency_max,
+            a.bytes_sent, a.bytes_received, a.first_seen, a.last_seen, dict(a.statuses), dict(a.hist),
+        )  # fmt: skip
+    return out
+
+
 async def recompute_endpoint_stats(
-    db: aiosqlite.Connection, now: float, *, hour_until: int, day_until: int
+    db: aiosqlite.Connection,
+    now: float,
+    *,
+    hour_until: int,
+    day_until: int,
+    cache: EndpointStatsCache | None = None,
 ) -> int:
     """Recompute endpoint_stats from day, hour and minute rows (no overlap); return rows upserted."""
-    acc: dict[tuple, _EndpointAcc] = {}
+    cache = cache if cache is not None else EndpointStatsCache()
+    # What the day part was built from: any re-roll bumps created_at, retention moves MIN/COUNT.
+    version = tuple(
+        (
+            await db.execute_fetchall(
+                "SELECT COUNT(*), MIN(timestamp), MAX(created_at), SUM(request_count) "
+                "FROM metrics_aggregates_day WHERE timestamp < ?",
+                (day_until,),
+            )
+        )[0]
+    )
+    if cache.key != (day_until, *version):
+        cache.acc = {}
+        await _accumulate(db, "metrics_aggregates_day", 0, day_until, cache.acc)
+        cache.key = (day_until, *version)
+    acc = _copy_acc(cache.acc)
     end = int(now) + 1
-    await _accumulate(db, "metrics_aggregates_day", 0, day_until, acc)
     await _accumulate(db, "metrics_aggregates_hour", day_until, hour_until, acc)
     await _accumulate(db, "metrics_aggregates_minute", hour_until, end, acc)
     stamp = int(now)
