@@ -163,7 +163,7 @@ DATA_SCHEMAS: dict[str, dict[str, Any]] = {
         }
     ),
     "requests": arr(obj({"label": STR, "total": INT, "data": arr(_POINT)}, ["label", "data"])),
-    "latency": {"oneOf": [arr(_LATENCY_POINT), arr(obj({"label": STR, "data": arr(_LATENCY_POINT)}))]},
+    "latency": {"anyOf": [arr(_LATENCY_POINT), arr(obj({"label": STR, "data": arr(_LATENCY_POINT)}))]},
     "top_endpoints": arr(_TOP_ENDPOINT),
     "protocol_breakdown": arr(_PROTOCOL),
     "status_codes": obj(
