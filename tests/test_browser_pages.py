@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import csv
 import io
+import itertools
 import os
 import re
 import shutil
@@ -181,15 +182,43 @@ def test_export_button_downloads_a_csv_that_sums_right(host, page):
 def test_more_traffic_updates_a_card_within_3_s_without_reload(host, page):
     page.goto(f"{host.url}/stats/")
     expect(page.locator("#live-state")).to_have_text("live", timeout=5000)
-    page.evaluate("window.__marker = 'same page'")
+    page.evaluate("window.__marker = 'same page'; document.getElementById('charts').dataset.old = '1'")
     before = int(_card(page, "total_requests").replace(",", ""))
     _send(host, 5, 0)
-    expect(page.locator("output[data-metric=total_requests]")).not_to_have_text(
-        _fmt_int(before), timeout=3000
-    )
+    total = page.locator("output[data-metric=total_requests]")
+    expect(total).not_to_have_text(_fmt_int(before), timeout=3000)
     assert page.evaluate("window.__marker") == "same page"  # no reload happened
     assert int(_card(page, "total_requests").replace(",", "")) >= before + 1
+    # the server-drawn charts are re-fetched and swapped in as well
+    page.wait_for_function("!document.getElementById('charts').dataset.old", timeout=6000)
+    assert page.evaluate("window.__marker") == "same page"
+    # pause: no more updates until resumed
+    page.click("#live-toggle")
+    expect(page.locator("#live-state")).to_have_text("paused")
+    paused_at = _card(page, "total_requests")
+    _send(host, 3, 0)
+    page.wait_for_timeout(2500)
+    assert _card(page, "total_requests") == paused_at
+    page.click("#live-toggle")
+    expect(total).not_to_have_text(paused_at, timeout=3000)
     assert page.console_errors == []
+
+
+def test_live_state_shows_reconnecting_with_doubling_backoff(host, page):
+    attempts: list[float] = []
+
+    def refuse(ws):  # answer as the server would, then drop the socket at once
+        attempts.append(time.monotonic())
+        ws.close(code=1011, reason="test")
+
+    page.route_web_socket(re.compile(r"/stats/api/stream"), refuse)
+    page.goto(f"{host.url}/stats/")
+    state = page.locator("#live-state")
+    expect(state).to_have_text("reconnecting in 1 s", timeout=3000)
+    expect(state).to_have_text("reconnecting in 2 s", timeout=3000)
+    expect(state).to_have_text("reconnecting in 4 s", timeout=4000)
+    gaps = [b - a for a, b in itertools.pairwise(attempts)]
+    assert len(gaps) >= 2 and 0.8 < gaps[0] < 1.8 and 1.8 < gaps[1] < 2.8, gaps
 
 
 def test_hostile_paths_and_user_agents_show_as_text(host, page):

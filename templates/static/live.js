@@ -20,7 +20,7 @@
   var box = document.getElementById("live");
   var stateEl = document.getElementById("live-state");
   var toggle = document.getElementById("live-toggle");
-  var MIN_BACKOFF = 1000, MAX_BACKOFF = 30000, FRAGMENT_EVERY = 10000;
+  var MIN_BACKOFF = 1000, MAX_BACKOFF = 30000, FRAGMENT_EVERY = 5000;
   var backoff = MIN_BACKOFF, socket = null, timer = null, paused = false;
   var lastTotal = null, dirty = false, lastFragment = 0, fetching = false;
 
