@@ -27,11 +27,13 @@ class Retention:
         *,
         logger: logging.Logger | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        retry_seconds: float = 60.0,
     ) -> None:
         self.store = store
         self.config = config
         self.clock = clock
         self._sleep = sleep  # injectable so tests drive the loop without waiting
+        self.retry_seconds = retry_seconds  # after a failure (store locked, disk full) retry sooner
         self.logger = logger or logging.getLogger("mockforge.analytics.retention")
         self.runs = 0
         self.failures = 0
@@ -56,6 +58,7 @@ class Retention:
         """Run once at start-up, then every cleanup_interval_hours; log and count failures."""
         interval = max(1.0, float(self.config.retention.cleanup_interval_hours) * 3600.0)
         while True:
+            delay = interval
             try:
                 deleted = await self.retention_once()
                 if any(deleted.values()):
@@ -64,9 +67,10 @@ class Retention:
                 raise
             except Exception as exc:  # a locked or broken store must not stop the next attempt
                 self.failures += 1
+                delay = min(interval, self.retry_seconds)
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 self.logger.exception("analytics retention failed (%d failures so far)", self.failures)
-            await self._sleep(interval)
+            await self._sleep(delay)
 
     def status(self) -> dict[str, Any]:
         """Runs, failures, last error and what the last run deleted."""

@@ -23,6 +23,7 @@ from .store import derived, rollups
 __all__ = ["Rollup", "RollupResult", "maintenance_connection"]
 
 _MEMORY = ":memory:"
+_GRACE_SECONDS = 30.0
 
 
 @contextlib.asynccontextmanager
@@ -68,11 +69,13 @@ class Rollup:
         *,
         logger: logging.Logger | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        retry_seconds: float = 60.0,
     ) -> None:
         self.store = store
         self.config = config
         self.clock = clock
         self._sleep = sleep  # injectable so tests drive the loop without waiting
+        self.retry_seconds = retry_seconds  # after a failure (store locked, disk full) retry sooner
         self.snapshot_source = snapshot_source
         self.logger = logger or logging.getLogger("mockforge.analytics.rollup")
         self.sampler = derived.ProcessSampler()
@@ -117,18 +120,22 @@ class Rollup:
             return result
 
     async def run(self) -> None:
-        """Run once at start-up, then every rollup_interval_hours; log and count failures, never die."""
+        """Run at start-up, then just after every rollup_interval_hours boundary; failures never kill it."""
         interval = max(1.0, float(self.config.rollup_interval_hours) * 3600.0)
         while True:
             try:
                 await self.rollup_once()
+                # Wake just after the next interval boundary (e.g. hh:00:30), once the flush has
+                # written the closing minute, so a closed hour reaches the hour table promptly.
+                delay = interval - (self.clock() % interval) + _GRACE_SECONDS
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a locked or broken store must not stop the next attempt
                 self.failures += 1
+                delay = min(interval, self.retry_seconds)
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 self.logger.exception("analytics roll-up failed (%d failures so far)", self.failures)
-            await self._sleep(interval)
+            await self._sleep(delay)
 
     def status(self) -> dict[str, Any]:
         """Runs, failures, last error and the last result, for the status API."""

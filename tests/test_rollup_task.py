@@ -38,7 +38,7 @@ async def test_rollup_loop_survives_failures_and_keeps_its_interval():
     with pytest.raises(asyncio.CancelledError):
         await rollup.run()
     assert rollup.failures == 3 and rollup.runs == 0
-    assert sleeps.calls == [7200.0] * 3
+    assert sleeps.calls == [60.0] * 3  # a failed run is retried after a minute, not an interval
     assert "OperationalError" in (rollup.last_error or "")
 
 
@@ -48,7 +48,7 @@ async def test_retention_loop_survives_failures():
     task = Retention(_BrokenStore(), config, clock=lambda: T0, sleep=sleeps)
     with pytest.raises(asyncio.CancelledError):
         await task.run()
-    assert task.failures == 2 and sleeps.calls == [21600.0, 21600.0]
+    assert task.failures == 2 and sleeps.calls == [60.0, 60.0]
 
 
 async def test_rollup_loop_runs_at_start_up_on_a_real_store(tmp_path):
@@ -59,9 +59,11 @@ async def test_rollup_loop_runs_at_start_up_on_a_real_store(tmp_path):
             t.add(key(T0 + 60 * m), 12.0)
         await write(store.writer, t, T0)
         clock = [T0 + 2 * 3600 + 5.0]
-        rollup = Rollup(store, AnalyticsConfig(), clock=lambda: clock[0], sleep=_Sleeps(stop_after=1))
+        sleeps = _Sleeps(stop_after=1)
+        rollup = Rollup(store, AnalyticsConfig(), clock=lambda: clock[0], sleep=sleeps)
         with pytest.raises(asyncio.CancelledError):
             await rollup.run()
+        assert sleeps.calls == [3600.0 - 5.0 + 30.0]  # just after the next hour boundary
         assert rollup.runs == 1 and rollup.failures == 0
         result = rollup.last_result
         assert result is not None and result.hours == [T0, T0 + 3600]
