@@ -72,6 +72,7 @@ _EXPORT_DATASETS = {
     "errors": "errors",
     "clients": "clients",
 }
+_VIEW_ONLY = ("duration", "start_time", "end_time", "granularity")  # the window, not a filter
 _NOT_HERE = {
     "client": "The client filter applies on the Errors, Clients and Requests pages",
     "granularity": "This page shows no time series",
@@ -191,6 +192,7 @@ def _base_context(
         "export_query": urlencode(carried),
         "test_run_header": runtime.config.test_run_header,
         "window_text": "",
+        "active_filters": ", ".join(f"{k} {v}" for k, v in carried.items() if k not in _VIEW_ONLY),
     }
 
 

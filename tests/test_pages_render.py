@@ -201,6 +201,12 @@ async def test_filter_state_round_trips_in_the_url(host):
     assert got == {**set_query, "dataset": "metrics"}
 
 
+async def test_filter_summary_names_the_active_filters(host):
+    html = (await host.page("/", status_code="5xx", protocol="http", duration="900")).text
+    assert '<span class="muted">· protocol http, status_code 5xx</span>' in html
+    assert '<span class="muted">' not in (await host.page("/", duration="900")).text
+
+
 async def test_filters_a_page_does_not_use_are_disabled_in_its_bar(host):
     html = (await host.page("/clients")).text
     assert re.search(r'<input name="client" value=""[^>]*>', html).group(0).find("disabled") == -1

@@ -13,6 +13,11 @@
       });
     });
   });
+  /* On a phone the filter bar starts folded unless a filter is set (its summary says which). */
+  var box0 = document.getElementById("filters-box");
+  if (box0 && window.matchMedia("(max-width: 600px)").matches && !box0.querySelector(".muted")) {
+    box0.open = false;
+  }
   var path = body.getAttribute("data-ws-path");
   if (!path || !("WebSocket" in window)) { return; }
   var filters = {};
