@@ -7,6 +7,9 @@ import random
 import sqlite3
 from pathlib import Path
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from mockforge_analytics_plugin import histogram
 from mockforge_analytics_plugin.capture_types import CapturedRequest
 from mockforge_analytics_plugin.config import AnalyticsConfig
@@ -20,7 +23,8 @@ from mockforge_analytics_plugin.snapshot import (
     SeriesKey,
 )
 from mockforge_analytics_plugin.store import SQLiteStore
-from mockforge_analytics_plugin.store.series import resolve_series_ids, series_cache
+from mockforge_analytics_plugin.store.series import invalidate_series_cache, resolve_series_ids, series_cache
+from mockforge_analytics_plugin.store.writes import pack_with_quantiles
 
 MINUTE = 1_700_000_040  # aligned to 60 s
 KEY = SeriesKey(MINUTE, "middleware", "inst", "http", "GET", "/users/{id}", 200, "ws", "dev", "run-1")
@@ -234,5 +238,32 @@ async def test_memory_store_shares_one_connection() -> None:
         await store.write_snapshot(RecorderSnapshot(series={KEY: _delta([1.0])}), now=MINUTE)
         rows = await store.reader.execute_fetchall("SELECT request_count FROM metrics_aggregates_minute")
         assert [r[0] for r in rows] == [1]
+    finally:
+        await store.close()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.integers(0, 5000), st.integers(1, 10_000), max_size=60))
+def test_pack_with_quantiles_matches_histogram_module(hist: dict[int, int]) -> None:
+    blob, p50, p95, p99 = pack_with_quantiles(hist)
+    assert blob == histogram.encode(hist)
+    assert [p50, p95, p99] == histogram.quantiles(hist, (0.5, 0.95, 0.99))
+
+
+async def test_resolve_after_cache_loss_finds_existing_ids(tmp_path: Path) -> None:
+    store = await SQLiteStore.open(tmp_path / "a.db")
+    keys = [
+        SeriesKey(MINUTE, "middleware", "inst", "http", "GET", f"/r{i}", 200, "", "", "'; DROP TABLE x; --")
+        for i in range(1200)
+    ]
+    try:
+        first = await resolve_series_ids(store.writer, keys, now=MINUTE)  # opens its own transaction
+        assert not store.writer.in_transaction
+        invalidate_series_cache(store.writer)
+        second = await resolve_series_ids(store.writer, keys[::-1] + keys[:5], now=MINUTE)
+        assert second == first
+        assert sorted(first.values()) == list(range(1, 1201))
+        rows = await store.reader.execute_fetchall("SELECT count(*) FROM series")
+        assert next(iter(rows))[0] == 1200
     finally:
         await store.close()

@@ -9,8 +9,9 @@ percentile columns come out of the same merge.
 from __future__ import annotations
 
 import json
+import struct
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -31,6 +32,7 @@ __all__ = [
     "WriteResult",
     "insert_error_events",
     "mark_rollup_dirty",
+    "pack_with_quantiles",
     "upsert_clients",
     "upsert_minutes",
     "write_snapshot",
@@ -38,7 +40,6 @@ __all__ = [
 
 MAX_CLIENT_ENDPOINTS = 200  # distinct "METHOD /template" kept per client row
 TOP_ENDPOINTS = 10
-_QS = (0.5, 0.95, 0.99)
 _IN_CHUNK = 900  # ids per "IN (...)" list
 
 
@@ -150,41 +151,90 @@ async def upsert_minutes(
     batch_size: int = 1000,
 ) -> int:
     """Add deltas into minute rows; histograms merged exactly, percentiles recomputed; return rows."""
-    ids = await resolve_series_ids(db, series.keys(), now, batch_size=batch_size)
-    # Existing blobs of the rows whose histogram changes (none on a minute's first flush).
-    wanted: dict[int, list[int]] = {}
-    for key, delta in series.items():
-        if delta.histogram:
-            wanted.setdefault(key.minute, []).append(ids[series_dims(key)])
-    existing = await _existing_histograms(db, wanted)
+    items = list(series.items())
     stamp = int(now)
-    rows = 0
-    batch: list[tuple] = []
-    for key, delta in series.items():
-        series_id = ids[series_dims(key)]
+    step = max(1, batch_size)
+    # Chunk by chunk (ids, stored blobs, upsert), so the event loop never runs more than one
+    # chunk's worth of Python (~1 ms per 1000 series) between two awaits.
+    for start in range(0, len(items), step):
+        chunk = items[start : start + step]
+        dims_list = [series_dims(key) for key, _ in chunk]
+        ids = await resolve_series_ids(db, dims_list, now, batch_size=step)
+        series_ids = [ids[dims] for dims in dims_list]
+        # Stored blobs of the rows whose histogram changes (none on a minute's first flush).
+        wanted: dict[int, list[int]] = {}
+        for (key, delta), series_id in zip(chunk, series_ids, strict=True):
+            if delta.histogram:
+                wanted.setdefault(key.minute, []).append(series_id)
+        existing = await _existing_histograms(db, wanted)
+        # A generator: sqlite3's executemany pulls the rows on aiosqlite's thread, so merging,
+        # packing and percentiles run there, between the per-row sqlite3_step calls that release
+        # the GIL, instead of blocking the event loop.
+        await db.executemany(_UPSERT_MINUTE, _minute_rows(chunk, series_ids, existing, stamp))
+    return len(items)
+
+
+def _minute_rows(
+    items: list[tuple[SeriesKey, SeriesDelta]],
+    series_ids: list[int],
+    existing: Mapping[tuple[int, int], bytes],
+    stamp: int,
+) -> Iterator[tuple]:
+    """Yield one upsert parameter tuple per series (histogram merged with the stored one)."""
+    decode = histogram.decode
+    merge_into = histogram.merge_into
+    for (key, delta), series_id in zip(items, series_ids, strict=True):
         blob = p50 = p95 = p99 = None
         if delta.histogram:
             old = existing.get((key.minute, series_id))
-            merged = histogram.merge_into(histogram.decode(old), delta.histogram) if old else delta.histogram
-            blob = histogram.encode(merged)
-            p50, p95, p99 = histogram.quantiles(merged, _QS)
-        batch.append(
-            (
-                key.minute, series_id, delta.request_count, delta.error_count, delta.latency_count,
-                delta.latency_sum, delta.latency_min, delta.latency_max, p50, p95, p99,
-                delta.ttfb_sum, blob, delta.bytes_sent, delta.bytes_received,
-                delta.injected_latency_sum, delta.fault_count, delta.session_count,
-                delta.session_duration_sum, delta.active_connections, stamp, stamp,
-            )
+            merged = merge_into(decode(old), delta.histogram) if old else delta.histogram
+            blob, p50, p95, p99 = pack_with_quantiles(merged)
+        yield (
+            key.minute, series_id, delta.request_count, delta.error_count, delta.latency_count,
+            delta.latency_sum, delta.latency_min, delta.latency_max, p50, p95, p99,
+            delta.ttfb_sum, blob, delta.bytes_sent, delta.bytes_received,
+            delta.injected_latency_sum, delta.fault_count, delta.session_count,
+            delta.session_duration_sum, delta.active_connections, stamp, stamp,
         )  # fmt: skip
-        if len(batch) >= batch_size:
-            await db.executemany(_UPSERT_MINUTE, batch)
-            rows += len(batch)
-            batch = []
-    if batch:
-        await db.executemany(_UPSERT_MINUTE, batch)
-        rows += len(batch)
-    return rows
+
+
+_PACKERS: dict[int, struct.Struct] = {}  # bucket count -> compiled "<HI...", so packing skips parsing
+_BUCKET_VALUES = [histogram.bucket_value(i) for i in range(4096)]  # covers latencies up to ~1e30 s
+
+
+def _bucket_value(index: int) -> float:
+    return _BUCKET_VALUES[index] if index < 4096 else histogram.bucket_value(index)
+
+
+def pack_with_quantiles(hist: Mapping[int, int]) -> tuple[bytes, float | None, float | None, float | None]:
+    """Encode a histogram and read p50/p95/p99 in one sorted pass (answers equal histogram.quantiles)."""
+    items = sorted(hist.items())
+    n = len(items)
+    if not n:
+        return b"", None, None, None
+    packer = _PACKERS.get(n)
+    if packer is None:
+        packer = _PACKERS[n] = struct.Struct("<" + "HI" * n)
+    blob = packer.pack(*[v for pair in items for v in pair])
+    if n == 1:
+        v = _bucket_value(items[0][0])
+        return blob, v, v, v
+    # Same rank rule as histogram.quantiles: the first bucket whose cumulative count > q*(N-1).
+    last = sum(hist.values()) - 1
+    r50, r95, r99 = 0.5 * last, 0.95 * last, 0.99 * last
+    seen = 0
+    p50 = p95 = None
+    for index, count in items:
+        seen += count
+        if p50 is None and seen > r50:
+            p50 = _bucket_value(index)
+        if p95 is None and seen > r95:
+            p95 = _bucket_value(index)
+        if seen > r99:
+            v = _bucket_value(index)
+            return blob, v if p50 is None else p50, v if p95 is None else p95, v
+    v = _bucket_value(items[-1][0])
+    return blob, v if p50 is None else p50, v if p95 is None else p95, v
 
 
 async def _existing_histograms(
