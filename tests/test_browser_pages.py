@@ -266,6 +266,8 @@ def test_screenshots_of_every_page_are_saved_and_not_blank(host, browser, width)
     pg = context.new_page()
     errors: list[str] = []
     pg.on("console", lambda m: m.type == "error" and errors.append(m.text))
+    pg.requested = []  # type: ignore[attr-defined]
+    pg.on("request", lambda r: pg.requested.append(r.url))
     try:
         for name, path in PAGES.items():
             pg.goto(f"{host.url}/stats{path}")
@@ -281,6 +283,7 @@ def test_screenshots_of_every_page_are_saved_and_not_blank(host, browser, width)
             assert stats["width"] == width
             assert stats["variance"] > 50, f"{name} at {width} px looks blank: {stats}"
         assert errors == []
+        _local_only(pg, host)
     finally:
         context.close()
 
