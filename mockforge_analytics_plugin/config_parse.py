@@ -211,7 +211,23 @@ def parse_config(section: Mapping[str, Any] | None, *, data_dir: Path | None = N
         )
     if values.get("prometheus_preset") == "custom" and not values.get("prometheus_mapping"):
         raise ConfigError(f"{PREFIX}.prometheus_mapping", "is required when prometheus_preset is 'custom'")
+    _check_prometheus(values)
     return AnalyticsConfig(**values)
+
+
+def _check_prometheus(values: dict[str, Any]) -> None:
+    """Resolve the preset and selector now, so a bad one stops start-up instead of every pull."""
+    from .prometheus.presets import PresetError, resolve_preset, validate_selector
+
+    try:
+        resolve_preset(values.get("prometheus_preset", "mockforge"), values.get("prometheus_mapping"))
+        validate_selector(values.get("prometheus_selector"))
+    except PresetError as exc:
+        message = str(exc)
+        key, sep, rest = message.partition(": ")
+        if sep and key.startswith("prometheus_"):
+            raise ConfigError(f"{PREFIX}.{key}", rest) from None
+        raise ConfigError(f"{PREFIX}.prometheus_preset", message) from None
 
 
 def _check_addresses(addresses: tuple[str, ...]) -> None:

@@ -118,3 +118,28 @@ def test_redacted_hides_secrets() -> None:
     assert "s3cret" not in repr(data)
     token_cfg = parse_config({"auth": {"token": "t" * 32}})
     assert "t" * 32 not in repr(redacted(token_cfg))
+
+
+@pytest.mark.parametrize(
+    ("section", "key"),
+    [
+        ({"prometheus_preset": "custom", "prometheus_mapping": {"colour": "x"}},
+         "plugins.analytics.prometheus_mapping.colour"),
+        ({"prometheus_selector": 'job="a"}) or vector(1'}, "plugins.analytics.prometheus_selector"),
+    ],
+)
+def test_prometheus_settings_are_checked_at_startup(section: dict, key: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config(section)
+    assert err.value.key == key, str(err.value)
+
+
+def test_custom_prometheus_mapping_is_accepted() -> None:
+    cfg = parse_config(
+        {
+            "prometheus_preset": "custom",
+            "prometheus_mapping": {"counter": "my_requests_total", "path_label": "route"},
+            "prometheus_selector": 'job="mock"',
+        }
+    )
+    assert cfg.prometheus_mapping == {"counter": "my_requests_total", "path_label": "route"}
