@@ -54,6 +54,16 @@ class Retention:
             self.last_result = result
             return result
 
+    async def reset(self) -> dict[str, int]:
+        """Delete all analytics data (POST /reset), keeping schema_migrations; return {table: rows}."""
+        async with self._lock:
+            async with maintenance_connection(self.store) as db:
+                result = await store_retention.reset_all(db)
+            if getattr(self.store, "writer", None) is not None:
+                # Every cached series id of the flush's connection is gone now.
+                invalidate_series_cache(self.store.writer)
+            return result
+
     async def run(self) -> None:
         """Run once at start-up, then every cleanup_interval_hours; log and count failures."""
         interval = max(1.0, float(self.config.retention.cleanup_interval_hours) * 3600.0)

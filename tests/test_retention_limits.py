@@ -132,3 +132,17 @@ async def test_reset_all_empties_every_table_but_keeps_migrations(store):
         assert await db.execute_fetchall(f"SELECT COUNT(*) FROM {table}") == [(0,)]
     assert await db.execute_fetchall("SELECT * FROM schema_migrations") == migrations
     assert migrations
+
+
+async def test_reset_through_the_task_then_the_flush_writes_new_series(store):
+    t = Traffic()
+    t.add(key(NOW - 120, "/x"), 5.0, client="c1")
+    await write(store.writer, t, NOW - 60)  # caches the id of "/x" on the writer
+    deleted = await Retention(store, AnalyticsConfig(), clock=lambda: NOW).reset()
+    assert deleted["metrics_aggregates_minute"] == 1 and deleted["series"] == 1
+    assert deleted["client_analytics"] == 1 and deleted["rollup_dirty"] == 2
+    await store.write_snapshot(RecorderSnapshot(series=t.series), NOW)
+    rows = await store.writer.execute_fetchall(
+        "SELECT s.endpoint, m.request_count FROM metrics_aggregates_minute m JOIN series s USING (series_id)"
+    )
+    assert rows == [("/x", 1)]
