@@ -13,7 +13,6 @@ from .config import DEFAULT_DATABASE_PATH, AnalyticsConfig, AuthConfig, Retentio
 __all__ = ["ConfigError", "parse_config", "redacted"]
 
 PREFIX = "plugins.analytics"
-PRESETS = ("mockforge", "starlette_exporter", "fastapi_instrumentator", "opentelemetry", "custom")
 _HEADER = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
 
 
@@ -102,9 +101,12 @@ def _http_url(key: str, v: Any) -> str | None:
 
 
 def _preset(key: str, v: Any) -> str:
+    from .prometheus.presets import PRESETS
+
     s = _str(key, v)
-    if s not in PRESETS:
-        raise ConfigError(key, f"must be one of {', '.join(PRESETS)}; got {v!r}")
+    names = [*PRESETS, "custom"]
+    if s not in names:
+        raise ConfigError(key, f"must be one of {', '.join(names)}; got {v!r}")
     return s
 
 
