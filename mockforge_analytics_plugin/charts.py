@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from markupsafe import Markup, escape
@@ -70,7 +70,7 @@ def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
     magnitude = 10 ** math.floor(math.log10(raw))
     step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
     start = math.floor(low / step) * step
-    ticks = []
+    ticks: list[float] = []
     value = start
     while value < high + step * 0.5 and len(ticks) < 50:
         ticks.append(round(value, 10))
@@ -95,8 +95,8 @@ def _time_ticks(t0: float, t1: float, max_ticks: int = 6) -> list[tuple[float, s
     span = max(t1 - t0, 1)
     step = next((s for s in _TIME_STEPS if span / s <= max_ticks), _TIME_STEPS[-1])
     first = math.ceil(t0 / step) * step
-    ticks = []
-    ts = first
+    ticks: list[tuple[float, str]] = []
+    ts: float = first
     while ts <= t1 and len(ticks) < max_ticks + 1:
         ticks.append((ts, _time_label(ts, step, span)))
         ts += step
@@ -184,7 +184,15 @@ def line_chart(
     return Markup("".join(out))
 
 
-def _series_svg(s: Series, i: int, unit: str, x_of, y_of, base: float, area: bool) -> str:
+def _series_svg(
+    s: Series,
+    i: int,
+    unit: str,
+    x_of: Callable[[float], float],
+    y_of: Callable[[float], float],
+    base: float,
+    area: bool,
+) -> str:
     """One series: its path (broken at gaps), optional area and one titled dot per value."""
     cls = f"c{i % _PALETTE}"
     runs: list[list[tuple[float, float]]] = [[]]

@@ -109,9 +109,20 @@ def build_cards(ov: Mapping[str, Any]) -> list[Card]:
     return cards
 
 
+MAX_SERIES = 6  # colours in the palette; the rest are summed into one "other" line
+
+
 def _series_from(rows: Sequence[Mapping[str, Any]]) -> list[Series]:
-    """API time series [{label, data: [{timestamp, value}]}] to chart series."""
-    return [Series(str(s["label"]), [(float(p["timestamp"]), p["value"]) for p in s["data"]]) for s in rows]
+    """API time series [{label, data: [{timestamp, value}]}] (busiest first) to at most 6 chart series."""
+    series = [Series(str(s["label"]), [(float(p["timestamp"]), p["value"]) for p in s["data"]]) for s in rows]
+    if len(series) <= MAX_SERIES:
+        return series
+    keep, rest = series[: MAX_SERIES - 1], series[MAX_SERIES - 1 :]
+    sums: dict[float, float] = {}
+    for s in rest:
+        for ts, value in s.points:
+            sums[ts] = sums.get(ts, 0.0) + (value or 0.0)
+    return [*keep, Series(f"{len(rest)} others", sorted(sums.items()))]
 
 
 def _latency_series(rows: Sequence[Mapping[str, Any]]) -> list[Series]:
@@ -282,6 +293,7 @@ class QuerySource:
         self.conn = store.reader
 
     async def overview(self, qp: QueryParams) -> dict[str, Any]:
+        """The overview figures, with the recorder's live gauges and drop counters."""
         recorder = self.runtime.recorder
         return await query.overview(
             self.conn,
@@ -291,34 +303,42 @@ class QuerySource:
         )
 
     async def request_series(self, qp: QueryParams, group_by: str) -> list[dict[str, Any]]:
+        """Request counts per bucket, one series per `group_by` value."""
         return await query.requests_series(self.conn, replace(qp, group_by=group_by))
 
     async def latency_series(self, qp: QueryParams) -> list[dict[str, Any]]:
+        """p50/p95/p99/avg per bucket over every matching series."""
         return await query.latency_series(self.conn, replace(qp, group_by=None))
 
     async def status_codes(self, qp: QueryParams) -> list[dict[str, Any]]:
+        """Counts per status code, most frequent first."""
         return (await query.status_codes(self.conn, qp))["codes"]
 
     async def protocols(self, qp: QueryParams) -> list[dict[str, Any]]:
+        """Requests, errors and share per protocol."""
         return await query.protocol_breakdown(self.conn, qp)
 
     async def top_endpoints(
         self, qp: QueryParams, limit: int, sort: str = "requests"
     ) -> list[dict[str, Any]]:
+        """Endpoints ranked by `sort` (descending), at most `limit`."""
         return await query.top_endpoints(self.conn, replace(qp, limit=limit, sort=sort))
 
     async def error_events(self, qp: QueryParams, limit: int) -> list[dict[str, Any]]:
+        """The newest matching error events."""
         from .store.queries_errors import error_events_page
 
         return await error_events_page(self.conn, qp, limit, 0)
 
     async def error_summary(self, qp: QueryParams) -> list[dict[str, Any]]:
+        """Error events grouped by category and type."""
         from .api_errors import summarise
         from .store.queries_errors import error_summary_rows
 
         return summarise(await error_summary_rows(self.conn, qp), qp.limit)
 
     async def heatmap(self, qp: QueryParams, days: int) -> list[dict[str, Any]]:
+        """The 7 x 24 UTC cells over the last `days` days."""
         from .api_patterns import heatmap_cells
         from .store.queries_patterns import hourly_totals
 
@@ -327,6 +347,7 @@ class QuerySource:
         return heatmap_cells(totals, UTC)
 
     async def clients(self, qp: QueryParams, limit: int, endpoint_key: str | None = None) -> dict[str, Any]:
+        """Clients and test runs, busiest first; `endpoint_key` keeps one endpoint's requests."""
         from .api_clients import rank_clients
         from .store.queries_clients import client_rows
 
@@ -337,6 +358,7 @@ class QuerySource:
         return rank_clients(rows, "requests", limit)
 
     async def recent_requests(self, qp: QueryParams, limit: int) -> list[dict[str, Any]]:
+        """The recorder's ring of recent requests, filtered, newest first."""
         from .api_clients import recent_matches
 
         config = self.runtime.config

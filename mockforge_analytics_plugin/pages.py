@@ -12,7 +12,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -129,7 +129,7 @@ def _clean_query(request: Request) -> dict[str, str] | ParamError:
     return out
 
 
-def _query_string(filters: Mapping[str, str], keep: tuple[str, ...]) -> str:
+def _query_string(filters: Mapping[str, str], keep: Collection[str]) -> str:
     return urlencode([(k, v) for k, v in filters.items() if k in keep])
 
 

@@ -300,3 +300,23 @@ def test_templates_reference_no_external_host():
             pattern = r"""(href|src|action)\s*=\s*["']?(https?:)?//|url\(\s*["']?(https?:)?//"""
             assert not re.search(pattern, text), item.name
             assert "|safe" not in text, item.name
+
+
+def test_request_chart_keeps_five_busiest_series_and_sums_the_rest():
+    from mockforge_analytics_plugin.pagedata import _series_from
+
+    rows = [
+        {"label": f"/e{i}", "data": [{"timestamp": 60, "value": 10 - i}, {"timestamp": 120, "value": 1}]}
+        for i in range(8)
+    ]
+    series = _series_from(rows)
+    assert [s.label for s in series] == ["/e0", "/e1", "/e2", "/e3", "/e4", "3 others"]
+    assert series[-1].points == [(60.0, 5 + 4 + 3), (120.0, 3)]
+
+
+async def test_overview_group_by_changes_the_request_chart(host):
+    html = (await host.page("/", group_by="endpoint")).text
+    assert "Request rate by endpoint" in html
+    assert 'data-series="/api/users/{id}"' in html and 'data-series="/boom"' in html
+    r = await host.page("/", group_by="colour")
+    assert r.status_code == 400 and "<code>group_by</code>" in r.text
