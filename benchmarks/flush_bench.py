@@ -120,7 +120,9 @@ async def one_round(
         "loop_cpu_ms": loop_cpu,
         "rows": float(result.total_rows if result else 0),
         "stall_max_ms": max(during),
-        "stall_p99_ms": statistics.quantiles(during, n=100, method="inclusive")[98] if len(during) >= 2 else during[0],
+        "stall_p99_ms": (
+            statistics.quantiles(during, n=100, method="inclusive")[98] if len(during) >= 2 else during[0]
+        ),
     }
 
 

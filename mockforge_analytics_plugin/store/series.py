@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import sqlite3
 import weakref
 from collections.abc import Iterable
 
@@ -190,7 +191,7 @@ async def _resolve_missing(
         cache.put(dims, result[dims])
 
 
-async def _select_ids(db: aiosqlite.Connection, chunk: list[SeriesDims]) -> Iterable[tuple]:
+async def _select_ids(db: aiosqlite.Connection, chunk: list[SeriesDims]) -> Iterable[sqlite3.Row]:
     # A VALUES list joined to series probes the UNIQUE index once per wanted row; the shorter
     # "(cols) IN (VALUES ...)" form scans the whole table (EXPLAIN QUERY PLAN, SQLite 3.40).
     placeholders = ", ".join([_ROW] * len(chunk))
