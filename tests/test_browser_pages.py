@@ -337,3 +337,16 @@ def test_with_auth_on_the_pages_show_the_login_form_and_then_work(tmp_path, brow
             assert errors == [e for e in errors if "401" in e]  # only the refused wrong login
         finally:
             context.close()
+
+
+def test_requests_log_fills_live_from_empty_without_reload(host, page):
+    run = f"live-{time.monotonic_ns()}"
+    page.goto(f"{host.url}/stats/requests?test_run={run}")
+    expect(page.locator("#recent-panel")).to_contain_text("No traffic yet")
+    expect(page.locator("#live-state")).to_have_text("live", timeout=5000)
+    page.evaluate("window.__marker = 'same page'")
+    _send(host, 2, 1, **{"X-Test-Run": run})
+    expect(page.locator("#recent-panel tbody tr")).to_have_count(3, timeout=6000)
+    expect(page.locator("#recent-panel")).to_contain_text("/boom")
+    assert page.evaluate("window.__marker") == "same page"
+    assert page.console_errors == []
