@@ -30,6 +30,7 @@ from mockforge_analytics_plugin.snapshot import (
     SeriesKey,
 )
 from mockforge_analytics_plugin.store import SQLiteStore
+from mockforge_analytics_plugin.store.migrations import discover_migrations
 
 MINUTE = 1_700_000_040
 
@@ -126,12 +127,97 @@ async def one_round(
     }
 
 
+def compare_merge(n_series: int, folder: str, repeats: int = 3) -> None:
+    """Update 10k stored rows both ways, synchronously: Python merge (read blobs, merge, write the
+    merged blob and percentiles) against a SQL function hist_add() merging inside the upsert."""
+    import sqlite3
+
+    from mockforge_analytics_plugin.store import writes
+
+    path = Path(folder) / "merge.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    for m in discover_migrations():
+        conn.executescript(m.sql)
+    snap = make_snapshot(n_series, MINUTE, seed=0)
+    items = list(snap.series.items())
+    ids = list(range(1, len(items) + 1))
+    conn.executemany(
+        "INSERT INTO series VALUES (?, 'm', 'i', 'http', 'GET', ?, 200, '', '', '', 0)",
+        [(i, f"/x{i}") for i in ids],
+    )
+    conn.executemany(writes._UPSERT_MINUTE, writes._minute_rows(items, ids, {}, 1))
+
+    def hist_add(a: bytes | None, b: bytes | None) -> bytes | None:
+        if not a or not b:
+            return a or b
+        return histogram.encode(histogram.merge_into(histogram.decode(a), b))
+
+    def hist_q(blob: bytes | None, q: float) -> float | None:
+        return histogram.quantile(histogram.decode(blob), q) if blob else None
+
+    conn.create_function("hist_add", 2, hist_add, deterministic=True)
+    conn.create_function("hist_q", 2, hist_q, deterministic=True)
+    sql_merge = writes._UPSERT_MINUTE.replace(
+        "histogram = COALESCE(excluded.histogram, histogram)",
+        "histogram = hist_add(histogram, excluded.histogram)",
+    )
+    for q, col in ((0.5, "latency_p50"), (0.95, "latency_p95"), (0.99, "latency_p99")):
+        sql_merge = sql_merge.replace(
+            f"{col} = COALESCE(excluded.{col}, {col})",
+            f"{col} = hist_q(hist_add(histogram, excluded.histogram), {q})",
+        )
+    plain = [(k.minute, i, *_delta_params(d)) for (k, d), i in zip(items, ids, strict=True)]
+
+    def python_merge() -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        existing: dict[tuple[int, int], bytes] = {}
+        for start in range(0, len(ids), 900):
+            chunk = ids[start : start + 900]
+            q = ", ".join("?" * len(chunk))
+            for sid, blob in conn.execute(
+                f"SELECT series_id, histogram FROM metrics_aggregates_minute WHERE timestamp = ? "
+                f"AND series_id IN ({q})",
+                (MINUTE, *chunk),
+            ):
+                existing[(MINUTE, sid)] = blob
+        conn.executemany(writes._UPSERT_MINUTE, writes._minute_rows(items, ids, existing, 2))
+        conn.execute("COMMIT")
+
+    def sql_function_merge() -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(sql_merge, plain)
+        conn.execute("COMMIT")
+
+    best = {"python merge": 1e9, "sql hist_add()": 1e9}
+    for _ in range(repeats):
+        for label, fn in (("python merge", python_merge), ("sql hist_add()", sql_function_merge)):
+            started = time.perf_counter()
+            fn()
+            best[label] = min(best[label], (time.perf_counter() - started) * 1000.0)
+    conn.close()
+    for label, ms in best.items():
+        print(f"update of {n_series} rows, histogram merged by {label:<16} best of {repeats}: {ms:.1f} ms")
+
+
+def _delta_params(d: SeriesDelta) -> tuple:
+    """Upsert parameters after (timestamp, series_id) with the raw delta histogram and no percentiles."""
+    return (
+        d.request_count, d.error_count, d.latency_count, d.latency_sum, d.latency_min, d.latency_max,
+        None, None, None, d.ttfb_sum, histogram.encode(d.histogram), d.bytes_sent, d.bytes_received,
+        d.injected_latency_sum, d.fault_count, d.session_count, d.session_duration_sum,
+        d.active_connections, 1, 2,
+    )  # fmt: skip
+
+
 async def main() -> None:
     """Run the rounds and print the figures."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--series", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=3, help="update rounds after the first insert")
     parser.add_argument("--dir", default=None, help="folder for the database file (default: a temp dir)")
+    parser.add_argument("--compare-merge", action="store_true", help="also time Python vs SQL-function merge")
     args = parser.parse_args()
     cfg = AnalyticsConfig()
     with tempfile.TemporaryDirectory(dir=args.dir) as folder:
@@ -155,6 +241,8 @@ async def main() -> None:
                 )
         finally:
             await store.close()
+        if args.compare_merge:
+            compare_merge(args.series, folder)
 
 
 if __name__ == "__main__":
