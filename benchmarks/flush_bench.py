@@ -3,8 +3,10 @@
 Run: python benchmarks/flush_bench.py [--series 10000] [--rounds 3] [--dir /tmp]
 Prints per round: the write's wall time, the process CPU time and the event-loop thread's CPU
 time it cost (ms; CPU figures are less sensitive to other load on the machine), the worst
-lateness of a 1 ms asyncio ticker running beside it (ms), and the ticker's p99 lateness. The
-"idle" row is the ticker with nothing flushing: the machine's own noise floor.
+lateness of a 1 ms asyncio ticker running beside it (ms), the ticker's p99 lateness, and
+"loop-busy max": the most event-loop-thread CPU spent between two ticks (the share of a stall
+that our code on the loop causes, whatever else the machine runs). The "idle" row is the
+ticker with nothing flushing: the machine's own noise floor.
 Targets (issue 3): <= 100 ms per 10k-series flush, <= 5 ms stall. Figures only; nothing is asserted.
 """
 
@@ -83,12 +85,15 @@ class OneShotRecorder:
         return self.snapshot.request_count()
 
 
-async def ticker(stop: asyncio.Event, lateness: list[float]) -> None:
-    """Sleep 1 ms at a time and record how late each wake-up is (ms)."""
+async def ticker(stop: asyncio.Event, lateness: list[float], busy: list[float]) -> None:
+    """Sleep 1 ms at a time; record how late each wake-up is (ms) and how much CPU the loop
+    thread spent on other callbacks meanwhile (ms): the part of a stall that is our own code."""
     while not stop.is_set():
         start = time.perf_counter()
+        cpu = time.thread_time()
         await asyncio.sleep(0.001)
         lateness.append((time.perf_counter() - start) * 1000.0 - 1.0)
+        busy.append((time.thread_time() - cpu) * 1000.0)
 
 
 async def one_round(
@@ -98,7 +103,8 @@ async def one_round(
     flusher = Flusher(OneShotRecorder(snapshot or RecorderSnapshot()), store, cfg)
     stop = asyncio.Event()
     lateness: list[float] = []
-    tick = asyncio.create_task(ticker(stop, lateness))
+    busy: list[float] = []
+    tick = asyncio.create_task(ticker(stop, lateness, busy))
     await asyncio.sleep(0.02)  # ticker warm
     baseline = len(lateness)
     cpu0, loop_cpu0 = time.process_time(), time.thread_time()
@@ -121,6 +127,7 @@ async def one_round(
         "loop_cpu_ms": loop_cpu,
         "rows": float(result.total_rows if result else 0),
         "stall_max_ms": max(during),
+        "loop_busy_max_ms": max(busy[baseline:] or [0.0]),
         "stall_p99_ms": (
             statistics.quantiles(during, n=100, method="inclusive")[98] if len(during) >= 2 else during[0]
         ),
@@ -226,7 +233,7 @@ async def main() -> None:
             print(f"flush of {args.series} distinct series (one minute), batch_size={cfg.batch_size}")
             print(
                 f"{'round':<28}{'rows':>7}{'wall ms':>9}{'cpu ms':>8}{'loop cpu ms':>12}"
-                f"{'stall max ms':>13}{'stall p99 ms':>13}"
+                f"{'stall max ms':>13}{'stall p99 ms':>13}{'loop-busy max':>14}"
             )
             labels = ["idle (no flush)", "insert (new series)"]
             labels += [f"update {i} (same rows)" for i in range(1, args.rounds + 1)]
@@ -238,6 +245,7 @@ async def main() -> None:
                 print(
                     f"{label:<28}{int(fig['rows']):>7}{fig['wall_ms']:>9.1f}{fig['cpu_ms']:>8.1f}"
                     f"{fig['loop_cpu_ms']:>12.1f}{fig['stall_max_ms']:>13.2f}{fig['stall_p99_ms']:>13.2f}"
+                    f"{fig['loop_busy_max_ms']:>14.2f}"
                 )
         finally:
             await store.close()

@@ -28,15 +28,25 @@ class RecorderLike(Protocol):
 
     drops: DropCounters
 
-    def swap(self) -> RecorderSnapshot: ...
-    def restore(self, snapshot: RecorderSnapshot) -> None: ...
-    def buffered_requests(self) -> int: ...
+    def swap(self) -> RecorderSnapshot:
+        """Take everything buffered and start fresh buffers."""
+        ...
+
+    def restore(self, snapshot: RecorderSnapshot) -> None:
+        """Put back a snapshot whose write failed (bounded, drops counted)."""
+        ...
+
+    def buffered_requests(self) -> int:
+        """Requests waiting in memory."""
+        ...
 
 
 class SnapshotStore(Protocol):
     """What the flusher needs from a store (SQLite today, PostgreSQL later)."""
 
-    async def write_snapshot(self, snapshot: RecorderSnapshot, now: float) -> WriteResult: ...
+    async def write_snapshot(self, snapshot: RecorderSnapshot, now: float) -> WriteResult:
+        """Write a snapshot in one transaction, or raise having written nothing."""
+        ...
 
 
 @dataclass(slots=True)
