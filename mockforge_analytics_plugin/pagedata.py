@@ -152,8 +152,8 @@ async def overview_page(runtime: Any, qp: QueryParams, filters: Mapping[str, str
     req = await src.request_series(qp, group_by)
     lat = await src.latency_series(qp)
     status_items, status_classes = _status_items(await src.status_codes(qp))
-    protocols = await src.protocols(qp)
-    top = await src.top_endpoints(qp, 10)
+    protocols = ov.get("top_protocols") or []  # the overview already ranks both; no second read
+    top = ov.get("top_endpoints") or []
     events = await src.error_events(qp, 10)
     cells = await src.heatmap(qp, HEATMAP_DAYS)
     rate_unit = "req/min" if qp.granularity == "minute" else f"req/{qp.granularity}"
@@ -313,10 +313,6 @@ class QuerySource:
     async def status_codes(self, qp: QueryParams) -> list[dict[str, Any]]:
         """Counts per status code, most frequent first."""
         return (await query.status_codes(self.conn, qp))["codes"]
-
-    async def protocols(self, qp: QueryParams) -> list[dict[str, Any]]:
-        """Requests, errors and share per protocol."""
-        return await query.protocol_breakdown(self.conn, qp)
 
     async def top_endpoints(
         self, qp: QueryParams, limit: int, sort: str = "requests"
