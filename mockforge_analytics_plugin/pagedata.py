@@ -223,7 +223,9 @@ async def endpoint_page(runtime: Any, qp: QueryParams, filters: Mapping[str, str
     clients = await src.clients(_series_free(qp), 10, f"{qp.method[0]} {qp.endpoint}" if qp.method else None)
     events = await src.error_events(qp, 20)
     return {
-        "cards": [c for c in build_cards(ov) if c.metric not in ("active_connections",)],
+        "cards": [  # connections are host-wide; clients per endpoint are listed in their own panel
+            c for c in build_cards(ov) if c.metric not in ("active_connections", "unique_clients")
+        ],
         "has_traffic": bool(ov.get("total_requests")),
         "method": filters.get("method", ""),
         "endpoint": filters.get("endpoint", ""),
