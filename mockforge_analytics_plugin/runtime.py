@@ -83,7 +83,7 @@ class Runtime:
         from .store.sqlite import SQLiteStore
 
         self.started_at = self.clock()
-        self.store = await SQLiteStore.open(self.config.database_path)
+        self.store = await SQLiteStore.open(self.config.database_path, batch_size=self.config.batch_size)
         self.flusher = Flusher(self.recorder, self.store, self.config, clock=self.clock, logger=self.logger)
         self.rollup = Rollup(self.store, self.config, clock=self.clock, snapshot_source=self.snapshot_figures)
         self.retention = Retention(self.store, self.config, clock=self.clock)
