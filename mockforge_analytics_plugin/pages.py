@@ -37,13 +37,6 @@ CSP = (
     "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
 )
-NAV = (
-    ("overview", "Overview", "/"),
-    ("endpoints", "Endpoints", "/endpoints"),
-    ("errors", "Errors", "/errors"),
-    ("clients", "Clients", "/clients"),
-    ("requests", "Requests", "/requests"),
-)
 RANGES = (
     ("300", "last 5 min"),
     ("900", "last 15 min"),
@@ -62,7 +55,6 @@ TEXT_FILTERS = (
     ("client", "Client", "client id or address"),
     ("test_run", "Test run", ""),
 )
-_CLIENT_PAGES = {"errors", "clients", "requests"}
 # The filter state carried in links between pages: the window and the filter dimensions.
 _CARRIED = (*sorted(COMMON_PARAMS), "client")
 _EXPORT_DATASETS = {
@@ -146,12 +138,13 @@ def _base_context(
     mount = request.scope.get("root_path", "") or runtime.config.mount_path.rstrip("/")
     # each link carries only what its target page accepts, so following a link never yields a 400
     nav = [
-        (s.name, s.title.split(" ")[0], s.path, _query_string(filters, s.allowed & set(_CARRIED)))
+        (s.name, s.title, s.path, _query_string(filters, s.allowed & set(_CARRIED)))
         for s in specs.values()
         if s.in_nav
     ]
     carried = {k: v for k, v in filters.items() if k in _CARRIED and k in spec.allowed}
     live_keys = set(COMMON_PARAMS) - {"start_time", "end_time", "granularity"}
+    # Reset keeps what identifies the page (the endpoint detail's endpoint and method)
     hidden = [(k, filters[k]) for k in spec.required if k in filters]
     detail = specs.get("endpoint")
     return {
@@ -175,7 +168,6 @@ def _base_context(
         if "requests" in specs
         else {},
         "reset_query": urlencode(hidden),
-        "hidden_fields": hidden,
         "filters": dict(filters),
         "allowed": spec.allowed,
         "not_here": _NOT_HERE,

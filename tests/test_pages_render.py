@@ -201,6 +201,59 @@ async def test_filter_state_round_trips_in_the_url(host):
     assert got == {**set_query, "dataset": "metrics"}
 
 
+class FormFields(HTMLParser):
+    """What a browser would submit from the filter form: enabled inputs and selected options."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fields: list[tuple[str, str]] = []
+        self._in_form = False
+        self._select: tuple[str, list[tuple[str, bool]]] | None = None
+        self._option: tuple[str | None, bool] | None = None
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "form" and a.get("class") == "filters":
+            self._in_form = True
+        if not self._in_form or "disabled" in a:
+            return
+        if tag == "input" and a.get("name"):
+            self.fields.append((a["name"], a.get("value") or ""))
+        elif tag == "select":
+            self._select = (a["name"], [])
+        elif tag == "option" and self._select is not None:
+            self._option = (a.get("value"), "selected" in a)
+
+    def handle_data(self, data):
+        if self._option is not None and self._select is not None:
+            value, selected = self._option
+            self._select[1].append((data if value is None else value, selected))
+            self._option = None
+
+    def handle_endtag(self, tag):
+        if tag == "form":
+            self._in_form = False
+        if tag == "select" and self._select is not None:
+            name, options = self._select
+            chosen = next((v for v, sel in options if sel), options[0][0] if options else "")
+            self.fields.append((name, chosen))
+            self._select = None
+
+
+@pytest.mark.parametrize("page", PAGES)
+async def test_submitting_the_filter_form_as_is_keeps_the_page_working(host, page):
+    html = (await host.client.get("/analytics" + page)).text
+    form = FormFields()
+    form.feed(html)
+    assert form.fields
+    action = re.search(r'<form class="filters" method="get" action="([^"]+)"', html).group(1)
+    r = await host.client.get(action, params=form.fields)
+    assert r.status_code == 200, (form.fields, r.text[-600:])
+    again = FormFields()
+    again.feed(r.text)
+    assert again.fields == form.fields  # the state survives the round trip
+
+
 async def test_filter_summary_names_the_active_filters(host):
     html = (await host.page("/", status_code="5xx", protocol="http", duration="900")).text
     assert '<span class="muted">· status_code 5xx, protocol http</span>' in html
