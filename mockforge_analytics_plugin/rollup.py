@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiosqlite
@@ -33,6 +34,9 @@ async def maintenance_connection(store: Any) -> AsyncIterator[aiosqlite.Connecti
     if path == _MEMORY:
         yield store.writer  # a second ":memory:" connection would be another database (tests only)
         return
+    if not Path(path).expanduser().resolve().parent.is_dir():
+        # Say which folder is missing (sqlite would only say "unable to open database file").
+        raise FileNotFoundError(f"analytics database folder does not exist: {Path(path).parent}")
     timeout_ms = int(getattr(store, "busy_timeout_ms", 5000))
     db = await aiosqlite.connect(path, isolation_level=None, timeout=timeout_ms / 1000)
     try:
