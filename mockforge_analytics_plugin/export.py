@@ -30,19 +30,14 @@ from . import query
 from .envelope import api_endpoint, fail, now_of
 from .histogram import merge_into, quantiles
 from .params import COMMON_PARAMS, FILTER_PARAMS, ParamError, QueryParams, parse_params
-from .store.queries import (
+from .store.queries import COUNTER_COLUMNS, TIER_TABLES, Markers, iter_rows, read_markers, series_lookup
+from .store.queries_export import (
     CLIENT_COLUMNS,
     CLIENT_FILTERS,
-    COUNTER_COLUMNS,
     ERROR_EVENT_COLUMNS,
     ERROR_EVENT_FILTERS,
-    TIER_TABLES,
-    Markers,
     iter_client_rows,
     iter_error_events,
-    iter_rows,
-    read_markers,
-    series_lookup,
 )
 
 __all__ = [
@@ -105,10 +100,15 @@ def _ms(value: float | None) -> float | None:
 
 
 async def _metric_records(
-    conn: aiosqlite.Connection, p: QueryParams, markers: Markers
+    conn: aiosqlite.Connection, p: QueryParams, markers: Markers, *, safe: bool
 ) -> AsyncIterator[list[tuple[Any, ...]]]:
-    """METRICS_HEADER rows; rows of a finer tier are merged per (bucket, series) as they stream."""
+    """METRICS_HEADER rows; rows of a finer tier are merged per (bucket, series) as they stream.
+
+    With `safe`, the text cells (the series' dimensions) are neutralised once per series.
+    """
     dims = await series_lookup(conn, p, _DIMS)
+    if safe:
+        dims = {sid: tuple(neutralise(v) for v in values) for sid, values in dims.items()}
     step = p.step
     n = len(COUNTER_COLUMNS)
     pending_bucket: int | None = None
@@ -156,18 +156,21 @@ async def _metric_records(
 
 
 def _metric_row(
-    bucket: int, dims: tuple[Any, ...] | None, values: Sequence[Any], lo: Any, hi: Any, pcts: Sequence[Any]
+    bucket: int, dims: tuple[Any, ...] | None, v: Sequence[Any], lo: Any, hi: Any, pcts: Sequence[Any]
 ) -> tuple[Any, ...]:
-    c = dict(zip(COUNTER_COLUMNS, values, strict=True))
-    protocol, method, endpoint, status, ws, env, run, inst, source = dims or ("",) * 9
-    avg = c["latency_sum"] / c["latency_count"] if c["latency_count"] else None
+    """One METRICS_HEADER row; `v` is COUNTER_COLUMNS in order (index-based: this runs per row)."""
+    protocol, method, endpoint, status, ws, env, run, inst, source = dims or _NO_DIMS
+    p50, p95, p99 = pcts
     return (
-        bucket, protocol, method, endpoint, status, c["request_count"], c["error_count"],
-        _ms(avg), _ms(pcts[1]), c["bytes_sent"], c["bytes_received"],
-        _ms(pcts[0]), _ms(pcts[2]), _ms(lo), _ms(hi), c["latency_count"],
-        c["fault_count"], round(c["injected_latency_sum"], 3), c["session_count"],
-        round(c["session_duration_sum"], 3), ws, env, run, inst, source,
+        bucket, protocol, method, endpoint, status, v[0], v[1],
+        round(v[3] / v[2], 3) if v[2] else None, None if p95 is None else round(p95, 3), v[4], v[5],
+        None if p50 is None else round(p50, 3), None if p99 is None else round(p99, 3),
+        None if lo is None else round(lo, 3), None if hi is None else round(hi, 3), v[2],
+        v[6], round(v[7], 3), v[8], round(v[9], 3), ws, env, run, inst, source,
     )  # fmt: skip
+
+
+_NO_DIMS = ("",) * 9
 
 
 async def _endpoint_records(
@@ -191,10 +194,10 @@ async def _client_records(conn: aiosqlite.Connection, p: QueryParams) -> AsyncIt
 
 
 def _records(
-    dataset: str, conn: aiosqlite.Connection, p: QueryParams, markers: Markers
+    dataset: str, conn: aiosqlite.Connection, p: QueryParams, markers: Markers, *, csv_safe: bool
 ) -> AsyncIterator[list[tuple[Any, ...]]]:
     if dataset == "metrics":
-        return _metric_records(conn, p, markers)
+        return _metric_records(conn, p, markers, safe=csv_safe)
     if dataset == "endpoints":
         return _endpoint_records(conn, p, markers)
     if dataset == "errors":
@@ -203,7 +206,7 @@ def _records(
 
 
 async def _csv_body(
-    header: Sequence[str], chunks: AsyncIterator[list[tuple[Any, ...]]]
+    header: Sequence[str], chunks: AsyncIterator[list[tuple[Any, ...]]], neutralise_cells: bool
 ) -> AsyncIterator[bytes]:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\r\n")
@@ -213,7 +216,7 @@ async def _csv_body(
         async for rows in chunks:
             buf.seek(0)
             buf.truncate()
-            writer.writerows([[neutralise(v) for v in row] for row in rows])
+            writer.writerows([[neutralise(v) for v in row] for row in rows] if neutralise_cells else rows)
             yield buf.getvalue().encode("utf-8")
     except Exception:  # headers are sent: all we can do is log and end the file early
         logger.exception("analytics CSV export failed part-way")
@@ -270,12 +273,15 @@ async def _export(request: Request, kind: str) -> Response:
     conn = store.reader
     markers = await read_markers(conn)
     header = _HEADERS[dataset]
-    chunks = _records(dataset, conn, p, markers)
+    # Metrics rows neutralise their text once per series; other datasets cell by cell.
+    chunks = _records(dataset, conn, p, markers, csv_safe=kind == "csv")
     ext = "csv" if kind == "csv" else ("ndjson" if fmt == "ndjson" else "json")
     headers = {"Content-Disposition": f'attachment; filename="{export_filename(now_of(request), ext)}"'}
     if kind == "csv":
         return StreamingResponse(
-            _csv_body(header, chunks), media_type="text/csv; charset=utf-8", headers=headers
+            _csv_body(header, chunks, dataset != "metrics"),
+            media_type="text/csv; charset=utf-8",
+            headers=headers,
         )
     media = "application/x-ndjson" if fmt == "ndjson" else "application/json"
     return StreamingResponse(_json_body(header, chunks, fmt == "ndjson"), media_type=media, headers=headers)

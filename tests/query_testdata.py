@@ -22,6 +22,7 @@ from mockforge_analytics_plugin.snapshot import (
     ClientDelta,
     ClientKey,
     DropCounters,
+    ErrorEvent,
     RecorderSnapshot,
     SeriesDelta,
     SeriesKey,
@@ -51,6 +52,7 @@ class Event:
     instance: str = "a:1"
     source: str = "middleware"
     client: str = "10.0.0.1"
+    message: str = "boom"
 
     @property
     def is_error(self) -> bool:
@@ -132,6 +134,18 @@ def snapshot_of(events: Iterable[Event]) -> RecorderSnapshot:
         )
         cd = snap.clients.setdefault(ck, ClientDelta())
         cd.request_count += 1
+        cd.error_count += e.is_error
+        if e.is_error:
+            snap.errors.append(
+                ErrorEvent(
+                    timestamp=e.ts + 0.5, instance=e.instance, protocol=e.protocol, method=e.method,
+                    endpoint=e.endpoint, path=e.endpoint, status_code=e.status, error_type=f"HTTP {e.status}",
+                    error_category="server_error" if e.status >= 500 else "client_error",
+                    error_message=e.message, request_id="", trace_id="t", span_id="s", client_id=e.client,
+                    user_agent="ua", workspace_id=e.workspace_id, environment=e.environment,
+                    test_run=e.test_run, fault_injected=False,
+                )
+            )  # fmt: skip
     return snap
 
 

@@ -24,20 +24,14 @@ import aiosqlite
 from ..params import QueryParams
 
 __all__ = [
-    "CLIENT_COLUMNS",
-    "CLIENT_FILTERS",
     "COUNTER_COLUMNS",
     "DIMENSIONS",
-    "ERROR_EVENT_COLUMNS",
-    "ERROR_EVENT_FILTERS",
+    "SERIES_COLUMNS",
     "TIER_TABLES",
     "Counters",
     "Markers",
     "TierRange",
-    "column_conditions",
     "glob_pattern",
-    "iter_client_rows",
-    "iter_error_events",
     "iter_histograms",
     "iter_rows",
     "read_markers",
@@ -80,7 +74,7 @@ DIMENSIONS = {
     "instance": "s.instance",
     "source": "s.source",
 }
-_SERIES_COLUMNS = {
+SERIES_COLUMNS = {
     "protocol": "protocol",
     "method": "method",
     "workspace_id": "workspace_id",
@@ -222,7 +216,7 @@ def series_filter(p: QueryParams, column: str = "m.series_id") -> tuple[str, lis
 def _series_conditions(p: QueryParams) -> tuple[list[str], list[Any]]:
     conds: list[str] = []
     args: list[Any] = []
-    for name, col in _SERIES_COLUMNS.items():
+    for name, col in SERIES_COLUMNS.items():
         value = getattr(p, name)
         if value is None:
             continue
@@ -353,80 +347,6 @@ async def iter_rows(
                 if not rows:
                     break
                 yield piece.tier, rows
-
-
-ERROR_EVENT_COLUMNS = (
-    "timestamp", "protocol", "method", "endpoint", "status_code", "error_type", "error_category",
-    "error_message", "client_ip", "trace_id", "span_id", "request_id", "path", "user_agent",
-    "workspace_id", "environment", "test_run", "instance", "source", "fault_injected",
-)  # fmt: skip
-CLIENT_COLUMNS = (
-    "timestamp", "client_ip", "user_agent", "user_agent_family", "user_agent_version", "protocol",
-    "workspace_id", "environment", "test_run", "instance", "request_count", "error_count",
-    "latency_count", "latency_sum", "bytes_sent", "bytes_received", "top_endpoints",
-)  # fmt: skip
-# Filters each table can honour (filter name -> column); the others are refused by the caller.
-ERROR_EVENT_FILTERS = {
-    **_SERIES_COLUMNS,
-    "endpoint": "endpoint",
-    "status_code": "status_code",
-    "client": "client_ip",
-}
-CLIENT_FILTERS = {
-    "protocol": "protocol", "workspace_id": "workspace_id", "environment": "environment",
-    "test_run": "test_run", "instance": "instance", "client": "client_ip",
-}  # fmt: skip
-
-
-def column_conditions(p: QueryParams, columns: dict[str, str]) -> tuple[list[str], list[Any]]:
-    """SQL conditions (bound) for the filters of `p` that `columns` maps to a table's columns."""
-    conds: list[str] = []
-    args: list[Any] = []
-    for name, col in columns.items():
-        value = getattr(p, name)
-        if value is None:
-            continue
-        if name == "endpoint":
-            conds.append(f"{col} GLOB ?" if p.endpoint_is_glob else f"{col} = ?")
-            args.append(glob_pattern(value) if p.endpoint_is_glob else value)
-        elif name == "status_code":
-            parts = [f"{col} IN ({', '.join('?' * len(value.codes))})"] if value.codes else []
-            args.extend(value.codes)
-            for cls in value.classes:
-                parts.append(f"({col} >= ? AND {col} < ?)")
-                args.extend((cls * 100, cls * 100 + 100))
-            conds.append("(" + " OR ".join(parts) + ")")
-        elif isinstance(value, tuple):
-            conds.append(f"{col} IN ({', '.join('?' * len(value))})")
-            args.extend(value)
-        else:
-            conds.append(f"{col} = ?")
-            args.append(value)
-    return conds, args
-
-
-async def iter_error_events(
-    conn: aiosqlite.Connection, p: QueryParams, *, chunk: int = 2000
-) -> AsyncIterator[list[tuple[Any, ...]]]:
-    """Yield chunks of error_events rows (ERROR_EVENT_COLUMNS) of the window, oldest first."""
-    conds, args = column_conditions(p, ERROR_EVENT_FILTERS)
-    where = " AND ".join(["timestamp >= ?", "timestamp < ?", *conds])
-    sql = f"SELECT {', '.join(ERROR_EVENT_COLUMNS)} FROM error_events WHERE {where} ORDER BY timestamp, id"
-    async with conn.execute(sql, [p.start, p.end, *args]) as cur:
-        while rows := await cur.fetchmany(chunk):
-            yield rows
-
-
-async def iter_client_rows(
-    conn: aiosqlite.Connection, p: QueryParams, *, chunk: int = 2000
-) -> AsyncIterator[list[tuple[Any, ...]]]:
-    """Yield chunks of client_analytics rows (CLIENT_COLUMNS) of the hours overlapping the window."""
-    conds, args = column_conditions(p, CLIENT_FILTERS)
-    where = " AND ".join(["timestamp >= ?", "timestamp < ?", *conds])
-    sql = f"SELECT {', '.join(CLIENT_COLUMNS)} FROM client_analytics WHERE {where} ORDER BY timestamp"
-    async with conn.execute(sql, [p.start // 3600 * 3600, p.end, *args]) as cur:
-        while rows := await cur.fetchmany(chunk):
-            yield rows
 
 
 async def unique_clients(conn: aiosqlite.Connection, p: QueryParams) -> int | None:

@@ -1,0 +1,97 @@
+"""Read SQL for the exports of event-like tables: error events and hourly client rows.
+
+Every value from a request is a bound parameter; column names come from the fixed maps here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiosqlite
+
+from ..params import QueryParams
+from .queries import SERIES_COLUMNS, glob_pattern
+
+__all__ = [
+    "CLIENT_COLUMNS",
+    "CLIENT_FILTERS",
+    "ERROR_EVENT_COLUMNS",
+    "ERROR_EVENT_FILTERS",
+    "column_conditions",
+    "iter_client_rows",
+    "iter_error_events",
+]
+
+ERROR_EVENT_COLUMNS = (
+    "timestamp", "protocol", "method", "endpoint", "status_code", "error_type", "error_category",
+    "error_message", "client_ip", "trace_id", "span_id", "request_id", "path", "user_agent",
+    "workspace_id", "environment", "test_run", "instance", "source", "fault_injected",
+)  # fmt: skip
+CLIENT_COLUMNS = (
+    "timestamp", "client_ip", "user_agent", "user_agent_family", "user_agent_version", "protocol",
+    "workspace_id", "environment", "test_run", "instance", "request_count", "error_count",
+    "latency_count", "latency_sum", "bytes_sent", "bytes_received", "top_endpoints",
+)  # fmt: skip
+# Filters each table can honour (filter name -> column); the others are refused by the caller.
+ERROR_EVENT_FILTERS = {
+    **SERIES_COLUMNS,
+    "endpoint": "endpoint",
+    "status_code": "status_code",
+    "client": "client_ip",
+}
+CLIENT_FILTERS = {
+    "protocol": "protocol", "workspace_id": "workspace_id", "environment": "environment",
+    "test_run": "test_run", "instance": "instance", "client": "client_ip",
+}  # fmt: skip
+
+
+def column_conditions(p: QueryParams, columns: dict[str, str]) -> tuple[list[str], list[Any]]:
+    """SQL conditions (bound) for the filters of `p` that `columns` maps to a table's columns."""
+    conds: list[str] = []
+    args: list[Any] = []
+    for name, col in columns.items():
+        value = getattr(p, name)
+        if value is None:
+            continue
+        if name == "endpoint":
+            conds.append(f"{col} GLOB ?" if p.endpoint_is_glob else f"{col} = ?")
+            args.append(glob_pattern(value) if p.endpoint_is_glob else value)
+        elif name == "status_code":
+            parts = [f"{col} IN ({', '.join('?' * len(value.codes))})"] if value.codes else []
+            args.extend(value.codes)
+            for cls in value.classes:
+                parts.append(f"({col} >= ? AND {col} < ?)")
+                args.extend((cls * 100, cls * 100 + 100))
+            conds.append("(" + " OR ".join(parts) + ")")
+        elif isinstance(value, tuple):
+            conds.append(f"{col} IN ({', '.join('?' * len(value))})")
+            args.extend(value)
+        else:
+            conds.append(f"{col} = ?")
+            args.append(value)
+    return conds, args
+
+
+async def iter_error_events(
+    conn: aiosqlite.Connection, p: QueryParams, *, chunk: int = 2000
+) -> AsyncIterator[list[tuple[Any, ...]]]:
+    """Yield chunks of error_events rows (ERROR_EVENT_COLUMNS) of the window, oldest first."""
+    conds, args = column_conditions(p, ERROR_EVENT_FILTERS)
+    where = " AND ".join(["timestamp >= ?", "timestamp < ?", *conds])
+    sql = f"SELECT {', '.join(ERROR_EVENT_COLUMNS)} FROM error_events WHERE {where} ORDER BY timestamp, id"
+    async with conn.execute(sql, [p.start, p.end, *args]) as cur:
+        while rows := await cur.fetchmany(chunk):
+            yield rows
+
+
+async def iter_client_rows(
+    conn: aiosqlite.Connection, p: QueryParams, *, chunk: int = 2000
+) -> AsyncIterator[list[tuple[Any, ...]]]:
+    """Yield chunks of client_analytics rows (CLIENT_COLUMNS) of the hours overlapping the window."""
+    conds, args = column_conditions(p, CLIENT_FILTERS)
+    where = " AND ".join(["timestamp >= ?", "timestamp < ?", *conds])
+    sql = f"SELECT {', '.join(CLIENT_COLUMNS)} FROM client_analytics WHERE {where} ORDER BY timestamp"
+    async with conn.execute(sql, [p.start // 3600 * 3600, p.end, *args]) as cur:
+        while rows := await cur.fetchmany(chunk):
+            yield rows
