@@ -189,15 +189,12 @@ async def recompute_endpoint_stats(
     """Recompute endpoint_stats from day, hour and minute rows (no overlap); return rows upserted."""
     cache = cache if cache is not None else EndpointStatsCache()
     # What the day part was built from: any re-roll bumps created_at, retention moves MIN/COUNT.
-    version = tuple(
-        (
-            await db.execute_fetchall(
-                "SELECT COUNT(*), MIN(timestamp), MAX(created_at), SUM(request_count) "
-                "FROM metrics_aggregates_day WHERE timestamp < ?",
-                (day_until,),
-            )
-        )[0]
-    )
+    async with db.execute(
+        "SELECT COUNT(*), MIN(timestamp), MAX(created_at), SUM(request_count) "
+        "FROM metrics_aggregates_day WHERE timestamp < ?",
+        (day_until,),
+    ) as cur:
+        version = tuple(await cur.fetchone() or ())
     if cache.key != (day_until, *version):
         cache.acc = {}
         await _accumulate(db, "metrics_aggregates_day", 0, day_until, cache.acc)
@@ -362,5 +359,5 @@ async def write_hourly_snapshot(
 _SNAPSHOT_KEY = ("timestamp", "snapshot_type", "instance", "workspace_id", "environment")
 
 
-def _avg(total: float, count: int) -> float | None:
+def _avg(total: float, count: float) -> float | None:
     return total / count if count else None

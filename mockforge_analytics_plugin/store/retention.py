@@ -55,8 +55,9 @@ async def delete_older_than(db: aiosqlite.Connection, table: str, cutoff: float,
     deleted = 0
     while True:
         # MIN(timestamp) is an index probe on every retained table; jumping to it skips empty slices.
-        rows = await db.execute_fetchall(f"SELECT MIN(timestamp) FROM {table}")
-        oldest = rows[0][0] if rows else None
+        async with db.execute(f"SELECT MIN(timestamp) FROM {table}") as cur:
+            row = await cur.fetchone()
+        oldest = None if row is None else row[0]
         if oldest is None or oldest >= cutoff:
             break
         bound = min(oldest + slice_seconds, cutoff)

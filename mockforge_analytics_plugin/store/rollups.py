@@ -108,15 +108,21 @@ async def rolled_up_until(db: aiosqlite.Connection, tier: str, now: float) -> in
     """Return the start of the first hour/day not known complete in its roll-up table (live)."""
     width = _WIDTH[tier]
     until = int(now) // width * width
-    rows = await db.execute_fetchall("SELECT MIN(timestamp) FROM rollup_dirty WHERE tier = 'hour'")
-    if rows and rows[0][0] is not None:
+    first_hour = await _first_dirty(db, "hour")
+    if first_hour is not None:
         # A dirty hour makes its own day incomplete too (its day row is stale).
-        until = min(until, int(rows[0][0]) // width * width)
+        until = min(until, first_hour // width * width)
     if tier == "day":
-        rows = await db.execute_fetchall("SELECT MIN(timestamp) FROM rollup_dirty WHERE tier = 'day'")
-        if rows and rows[0][0] is not None:
-            until = min(until, int(rows[0][0]))
+        first_day = await _first_dirty(db, "day")
+        if first_day is not None:
+            until = min(until, first_day)
     return until
+
+
+async def _first_dirty(db: aiosqlite.Connection, tier: str) -> int | None:
+    async with db.execute("SELECT MIN(timestamp) FROM rollup_dirty WHERE tier = ?", (tier,)) as cur:
+        row = await cur.fetchone()
+    return None if row is None or row[0] is None else int(row[0])
 
 
 async def _store_marker(db: aiosqlite.Connection, tier: str, value: int, now: float) -> None:
