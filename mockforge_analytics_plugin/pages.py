@@ -283,6 +283,7 @@ def render_login(request: Request, next_url: str, error: str | None) -> Response
     authn = request.scope.get("mockforge.authenticator")
     ctx.update(
         show_filters=False,
+        live=False,
         export_dataset=None,
         nav=(),
         login_error=error,
