@@ -16,8 +16,7 @@ from typing import Any
 
 from starlette.routing import Mount
 
-from .capture_types import CapturedRequest
-from .clientinfo import MAX_USER_AGENT_CHARS, TrustedProxies, resolve_client_id
+from .clientinfo import MAX_CLIENT_ID_CHARS, MAX_USER_AGENT_CHARS, TrustedProxies, resolve_client_id
 from .config import AnalyticsConfig
 from .normalise import normalise_path
 from .recorder import Recorder
@@ -105,6 +104,7 @@ class CaptureMiddleware:
         self._logged_failure = False
 
     def _excluded(self, path: str) -> bool:
+        """Whether a path is the mount, under it, or matches exclude_paths (cached verdict)."""
         verdict = self._excluded_cache.get(path)
         if verdict is None:
             verdict = (
@@ -118,16 +118,6 @@ class CaptureMiddleware:
             cache[path] = verdict
         return verdict
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """ASGI entry point."""
-        kind = scope["type"]
-        if kind == "http":
-            await self._http(scope, receive, send)
-        elif kind == "websocket":
-            await self._websocket(scope, receive, send)
-        else:
-            await self.app(scope, receive, send)
-
     @staticmethod
     def _route_path(scope: Scope) -> tuple[str, str]:
         """(path relative to the server's root_path, that root_path), as Starlette routes see it."""
@@ -137,9 +127,19 @@ class CaptureMiddleware:
             path = path[len(root) :] or "/"
         return path, root
 
-    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """ASGI entry point: HTTP is handled inline (one coroutine less per request)."""
+        if scope["type"] != "http":
+            if scope["type"] == "websocket":
+                await self._websocket(scope, receive, send)
+            else:
+                await self.app(scope, receive, send)
+            return
         path, outer_root = self._route_path(scope)
-        if self._excluded(path):
+        excluded = self._excluded_cache.get(path)
+        if excluded is None:
+            excluded = self._excluded(path)
+        if excluded:
             await self.app(scope, receive, send)
             return
         perf = self.perf
@@ -212,11 +212,15 @@ class CaptureMiddleware:
             if not end:
                 end = perf()
             try:
-                self._record(
-                    scope, ts, protocol, path, outer_root, status,
+                # Only references and numbers here; parsing happens when the recorder folds its
+                # batch (cache-warm, off this request's path). The scope itself is not kept.
+                recorder.record_raw((
+                    self._build, ts, protocol, path, outer_root, status,
                     (end - start) * 1000.0, (first_byte - start) * 1000.0 if first_byte else 0.0,
                     sent, received, read_any, error_type, error_message, in_flight,
-                )  # fmt: skip
+                    scope.get("headers"), scope.get("client"), scope.get("mockforge"),
+                    scope.get("route"), scope.get("root_path", ""), scope.get("method", "GET"),
+                ))  # fmt: skip
             except Exception:  # a capture bug must never break the request it measured
                 self._log_failure()
 
@@ -281,11 +285,13 @@ class CaptureMiddleware:
             else:
                 status = denial_status or 403
             try:
-                self._record(
-                    scope, ts, "websocket", path, outer_root, status, (perf() - start) * 1000.0,
+                recorder.record_raw((
+                    self._build, ts, "websocket", path, outer_root, status, (perf() - start) * 1000.0,
                     (accepted_at - start) * 1000.0 if accepted_at else 0.0, sent, received, True,
                     error_type, error_message, in_flight,
-                )  # fmt: skip
+                    scope.get("headers"), scope.get("client"), scope.get("mockforge"),
+                    scope.get("route"), scope.get("root_path", ""), "WS",
+                ))  # fmt: skip
             except Exception:
                 self._log_failure()
 
@@ -294,44 +300,31 @@ class CaptureMiddleware:
             self._logged_failure = True
             log.exception("analytics capture failed; the request was served but not recorded")
 
-    def _endpoint(self, scope: Scope, path: str, outer_root: str, template: Any) -> str:
-        """The route template: the host's, else Starlette's route joined through mounts, else the
+    @staticmethod
+    def _endpoint(route: Any, root: str, path: str, outer_root: str) -> str:
+        """Without the host's template: Starlette's route joined through mounts, else the
         normalised path."""
-        if template and isinstance(template, str):
-            return template[:MAX_PATH_CHARS]
-        route = scope.get("route")
         route_path = getattr(route, "path", None)
         if route_path is not None and not isinstance(route, Mount):
             # Inside a Mount, route.path is relative: the mounts' paths were appended to root_path.
-            root: str = scope.get("root_path", "")
             if outer_root and root.startswith(outer_root):
                 root = root[len(outer_root) :]
             return (root + route_path)[:MAX_PATH_CHARS] or "/"
         return normalise_path(path)[:MAX_PATH_CHARS]
 
-    def _record(
-        self,
-        scope: Scope,
-        ts: float,
-        protocol: str,
-        path: str,
-        outer_root: str,
-        status: int,
-        duration_ms: float,
-        ttfb_ms: float,
-        sent: int,
-        received: int,
-        read_any: bool,
-        error_type: str,
-        error_message: str,
-        in_flight: int,
-    ) -> None:
+    def _build(self, raw: tuple[Any, ...]) -> tuple[Any, ...]:
+        """Turn what ``__call__`` queued into CapturedRequest fields, in order (called by the
+        Recorder when it folds its batch)."""
+        (
+            _, ts, protocol, path, outer_root, status, duration_ms, ttfb_ms, sent, received,
+            read_any, error_type, error_message, in_flight, headers, client, mf, route, root, method,
+        ) = raw  # fmt: skip
         user_agent = trace_id = span_id = test_run = request_id = ""
         client_header: str | None = None
         forwarded: str | None = None
         content_length = b""
         slots = self._header_slots
-        for name, value in scope.get("headers") or ():
+        for name, value in headers or ():
             slot = slots.get(name)
             if slot is None:
                 continue
@@ -352,27 +345,46 @@ class CaptureMiddleware:
                 request_id = _header_text(value, MAX_HEADER_ID_CHARS)
         if not read_any and content_length.isdigit() and len(content_length) <= 18:
             received = int(content_length)  # the body arrived even though the app never read it
-        client = scope.get("client")
-        peer = str(client[0]) if client else ""
-        client_id = resolve_client_id(peer, client_header, forwarded, self._trusted)
-
-        mf = scope.get("mockforge")
-        if mf:
-            template = mf.get("route_template")
-            workspace = mf.get("workspace") or "default"
-            environment = mf.get("environment") or "dev"
-            route_id = mf.get("route_id") or ""
-            injected = mf.get("injected_latency_ms") or 0.0
-            fault = bool(mf.get("fault_injected"))
+        peer = client[0] if client else ""
+        if client_header is None and forwarded is None and type(peer) is str:
+            client_id = peer[:MAX_CLIENT_ID_CHARS]
         else:
-            template = None
-            workspace, environment, route_id, injected, fault = "default", "dev", "", 0.0, False
-        method = "WS" if protocol == "websocket" else scope.get("method", "GET")[:MAX_METHOD_CHARS]
-        captured = CapturedRequest(
-            ts, protocol, method, self._endpoint(scope, path, outer_root, template),
-            path[:MAX_PATH_CHARS], status, duration_ms, ttfb_ms, sent, received, client_id,
-            user_agent, str(workspace), str(environment), test_run, str(route_id)[:MAX_PATH_CHARS],
-            float(injected), fault, trace_id, span_id, error_type, error_message, request_id,
-            in_flight,
+            client_id = resolve_client_id(str(peer), client_header, forwarded, self._trusted)
+
+        template = None
+        workspace, environment, route_id, injected, fault = "default", "dev", "", 0.0, False
+        if mf:
+            try:  # the host's scope contract (example_host/hookspecs.py) guarantees these keys
+                template = mf["route_template"]
+                workspace = mf["workspace"] or "default"
+                environment = mf["environment"] or "dev"
+                route_id = mf["route_id"] or ""
+                injected = mf["injected_latency_ms"] or 0.0
+                fault = bool(mf["fault_injected"])
+            except (KeyError, TypeError):  # another host: take what is there
+                template = mf.get("route_template")
+                workspace = mf.get("workspace") or "default"
+                environment = mf.get("environment") or "dev"
+                route_id = mf.get("route_id") or ""
+                injected = mf.get("injected_latency_ms") or 0.0
+                fault = bool(mf.get("fault_injected"))
+            if type(workspace) is not str:
+                workspace = str(workspace)
+            if type(environment) is not str:
+                environment = str(environment)
+            if type(route_id) is not str:
+                route_id = str(route_id)
+            if type(injected) is not float:
+                injected = float(injected)
+        if template and type(template) is str:
+            endpoint = template[:MAX_PATH_CHARS]
+        else:
+            endpoint = self._endpoint(route, root, path, outer_root)
+        if len(method) > MAX_METHOD_CHARS:
+            method = method[:MAX_METHOD_CHARS]
+        return (
+            ts, protocol, method, endpoint, path[:MAX_PATH_CHARS], status, duration_ms, ttfb_ms,
+            sent, received, client_id, user_agent, workspace, environment, test_run,
+            route_id[:MAX_PATH_CHARS], injected, fault, trace_id, span_id, error_type, error_message,
+            request_id, in_flight,
         )  # fmt: skip
-        self.recorder.record(captured)

@@ -10,6 +10,7 @@ requests may wait for the store (past it the oldest minutes are dropped and coun
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from typing import Any
 
@@ -29,9 +30,16 @@ from .snapshot import (
 
 __all__ = ["MAX_CLIENT_ENDPOINTS", "CapturedRequest", "Recorder", "error_category", "merge_series_delta"]
 
+log = logging.getLogger(__name__)
+
 MAX_CLIENT_ENDPOINTS = 100  # distinct "METHOD endpoint" keys per client delta; the rest -> __other__
 _CAP_MINUTES_KEPT = 5  # late requests (long ones) still find their minute's cap sets
 _TRIM_LOW_WATER = 0.9  # the request path trims to 90% of the bound so it does not trim every call
+# record() only appends; requests are folded into the buffers in small batches: folding in a
+# tight loop keeps the buffers in the CPU cache (measured inside the host: 3.7 µs per request
+# folded between requests, 2 µs in a batch). Small, so few pending objects survive into the
+# garbage collector's older generations. Every read folds first, so nothing is stale.
+_BATCH = 32
 
 
 class _MinuteCaps:
@@ -98,17 +106,12 @@ def _merge_client_delta(into: ClientDelta, other: ClientDelta) -> None:
 
 
 def _series_index_key(k: SeriesKey) -> tuple[Any, ...]:
-    return (
-        k.minute, k.source, k.instance, k.protocol, k.method, k.endpoint, k.status_code,
-        k.workspace_id, k.environment, k.test_run,
-    )  # fmt: skip
+    return (k.minute, k.protocol, k.method, k.endpoint, k.status_code, k.workspace_id, k.environment,
+            k.test_run)  # fmt: skip
 
 
 def _client_index_key(k: ClientKey) -> tuple[Any, ...]:
-    return (
-        k.hour, k.instance, k.client_id, k.user_agent, k.protocol, k.workspace_id, k.environment,
-        k.test_run,
-    )  # fmt: skip
+    return (k.hour, k.client_id, k.user_agent, k.protocol, k.workspace_id, k.environment, k.test_run)
 
 
 class Recorder:
@@ -118,7 +121,9 @@ class Recorder:
         self.config = config
         self.instance = instance
         self.source = source
-        self.drops = DropCounters()
+        self._drops = DropCounters()
+        self._pending: list[Any] = []  # CapturedRequest or a raw tuple (see record_raw)
+        self.build_failures = 0
         self._max_endpoints = config.max_endpoints
         self._max_clients = config.max_clients
         self._max_test_runs = config.max_test_runs
@@ -140,8 +145,9 @@ class Recorder:
         self._caps_minute = -1
         self._caps = _MinuteCaps()
         self._caps_by_minute: dict[int, _MinuteCaps] = {}
-        # The ring keeps the CapturedRequest itself; RecentRequest is built only when read.
-        self._ring: deque[CapturedRequest] = deque(maxlen=max(1, config.recent_requests))
+        # The ring keeps plain tuples of str/number fields (RecentRequest order): the GC stops
+        # tracking such tuples, so a full ring adds nothing to every full collection.
+        self._ring: deque[tuple[Any, ...]] = deque(maxlen=max(1, config.recent_requests))
         self._in_flight: dict[str, int] = {}
         self._total_requests = 0
         self._total_errors = 0
@@ -175,24 +181,76 @@ class Recorder:
         return caps
 
     def record(self, rec: CapturedRequest) -> None:
-        """Add one finished request to the buffers (a few dict operations; never awaits)."""
-        ts = rec.timestamp
+        """Add one finished request (appended now, folded into the buffers in small batches)."""
+        pending = self._pending
+        pending.append(rec)
+        if len(pending) >= _BATCH:
+            self._fold()
+
+    def record_raw(self, raw: tuple[Any, ...]) -> None:
+        """Queue a request as ``raw``, a tuple whose first item turns it into the CapturedRequest
+        fields, in order, as a tuple.
+
+        The middleware uses this to move parsing (headers, client id, endpoint) into the batch.
+        """
+        pending = self._pending
+        pending.append(raw)
+        if len(pending) >= _BATCH:
+            self._fold()
+
+    def _fold(self) -> None:
+        """Fold every pending request into the buffers."""
+        pending = self._pending
+        if pending:
+            self._pending = []
+            self._total_requests += len(pending)
+            add = self._add
+            for item in pending:
+                if type(item) is tuple:
+                    try:
+                        fields = item[0](item)
+                    except Exception:  # a capture bug loses one request, never the batch
+                        self._total_requests -= 1
+                        self.build_failures += 1
+                        if self.build_failures == 1:
+                            log.exception("analytics: a captured request could not be built")
+                        continue
+                    add(*fields)
+                else:
+                    r: CapturedRequest = item
+                    add(
+                        r.timestamp, r.protocol, r.method, r.endpoint, r.path, r.status_code,
+                        r.duration_ms, r.ttfb_ms, r.bytes_sent, r.bytes_received, r.client_id,
+                        r.user_agent, r.workspace_id, r.environment, r.test_run, r.mock_route_id,
+                        r.injected_latency_ms, r.fault_injected, r.trace_id, r.span_id, r.error_type,
+                        r.error_message, r.request_id, r.in_flight,
+                    )  # fmt: skip
+
+    @property
+    def drops(self) -> DropCounters:
+        """What was not kept, by reason (pending requests folded first)."""
+        self._fold()
+        return self._drops
+
+    def _add(
+        self, ts: float, protocol: str, method: str, raw_endpoint: str, path: str, status: int,
+        duration: float, ttfb: float, sent: int, received: int, client_id: str, user_agent: str,
+        workspace: str, environment: str, raw_test_run: str, route_id: str, injected: float,
+        fault: bool, trace_id: str, span_id: str, error_type: str, error_message: str,
+        request_id: str, in_flight: int,
+    ) -> None:  # fmt: skip
+        """Add one request (CapturedRequest fields, in order) to every buffer: a few dict operations."""
         minute = int(ts // 60) * 60
         caps = self._caps if minute == self._caps_minute else self._caps_for(minute)
-        drops = self.drops
-        status = rec.status_code
-        protocol = rec.protocol
-        method = rec.method
-
-        endpoint = rec.endpoint
+        endpoint = raw_endpoint
         seen = caps.endpoints
         if endpoint not in seen:
             if len(seen) < self._max_endpoints:
                 seen.add(endpoint)
             else:
                 endpoint = OTHER
-                drops.endpoint_overflow += 1
-        test_run = rec.test_run
+                self._drops.endpoint_overflow += 1
+        test_run = raw_test_run
         if test_run:
             seen = caps.test_runs
             if test_run not in seen:
@@ -200,25 +258,22 @@ class Recorder:
                     seen.add(test_run)
                 else:
                     test_run = OTHER
-                    drops.test_run_overflow += 1
-        workspace = rec.workspace_id
-        environment = rec.environment
+                    self._drops.test_run_overflow += 1
 
-        key = (minute, self.source, self.instance, protocol, method, endpoint, status, workspace,
-               environment, test_run)  # fmt: skip
+        # source and instance are the same for every request: not part of the lookup key.
+        key = (minute, protocol, method, endpoint, status, workspace, environment, test_run)
         d = self._series_index.get(key)
         if d is None:
             d = SeriesDelta()
             self._series_index[key] = d
-            self._series[SeriesKey(*key)] = d
+            self._series[SeriesKey(minute, self.source, self.instance, protocol, method, endpoint, status,
+                                   workspace, environment, test_run)] = d  # fmt: skip
         d.request_count += 1
         self._buffered += 1
-        self._total_requests += 1
         is_error = status >= 400
         if is_error:
             d.error_count += 1
             self._total_errors += 1
-        duration = rec.duration_ms
         is_ws = protocol == "websocket"
         if is_ws:
             # A session's duration is not a request latency: keep it out of the histogram.
@@ -234,22 +289,20 @@ class Recorder:
             hi = d.latency_max
             if hi is None or duration > hi:
                 d.latency_max = duration
-            d.ttfb_sum += rec.ttfb_ms
+            d.ttfb_sum += ttfb
             hist = d.histogram
             b = bucket_index(duration)
             hist[b] = hist.get(b, 0) + 1
-        d.bytes_sent += rec.bytes_sent
-        d.bytes_received += rec.bytes_received
-        if rec.injected_latency_ms:
-            d.injected_latency_sum += rec.injected_latency_ms
-        if rec.fault_injected:
+        d.bytes_sent += sent
+        d.bytes_received += received
+        if injected:
+            d.injected_latency_sum += injected
+        if fault:
             d.fault_count += 1
-        if rec.in_flight > d.active_connections:
-            d.active_connections = rec.in_flight
+        if in_flight > d.active_connections:
+            d.active_connections = in_flight
 
         # Hourly per-client counters.
-        client_id = rec.client_id
-        user_agent = rec.user_agent
         pair = (client_id, user_agent)
         seen_clients = caps.clients
         if pair not in seen_clients:
@@ -257,71 +310,55 @@ class Recorder:
                 seen_clients.add(pair)
             else:
                 client_id = user_agent = OTHER
-                drops.client_overflow += 1
-        ckey = (minute // 3600 * 3600, self.instance, client_id, user_agent, protocol, workspace,
-                environment, test_run)  # fmt: skip
+                self._drops.client_overflow += 1
+        ckey = (minute // 3600 * 3600, client_id, user_agent, protocol, workspace, environment, test_run)
         c = self._client_index.get(ckey)
         if c is None:
             c = ClientDelta()
             self._client_index[ckey] = c
-            self._clients[ClientKey(*ckey)] = c
+            self._clients[ClientKey(ckey[0], self.instance, client_id, user_agent, protocol, workspace,
+                                    environment, test_run)] = c  # fmt: skip
         c.request_count += 1
         if is_error:
             c.error_count += 1
         if not is_ws:
             c.latency_count += 1
             c.latency_sum += duration
-        c.bytes_sent += rec.bytes_sent
-        c.bytes_received += rec.bytes_received
+        c.bytes_sent += sent
+        c.bytes_received += received
         eps = c.endpoints
         ep = method + " " + endpoint
         if ep not in eps and len(eps) >= MAX_CLIENT_ENDPOINTS:
             ep = OTHER
         eps[ep] = eps.get(ep, 0) + 1
 
-        self._ring.append(rec)
+        self._ring.append(
+            (ts, protocol, method, path, raw_endpoint, status, duration, ttfb, sent, received, client_id,
+             user_agent, raw_test_run, workspace, environment, route_id, injected, fault, trace_id)
+        )  # fmt: skip
         if is_error:
             if caps.errors < self._max_errors_per_minute:
                 caps.errors += 1
-                self._add_error(rec, endpoint, test_run)
+                if not error_type:
+                    error_type = f"HTTP {status}"
+                event = ErrorEvent(
+                    ts, self.instance, protocol, method, endpoint, path, status, error_type,
+                    error_category(status, error_type), error_message, request_id, trace_id,
+                    span_id, client_id, user_agent, workspace, environment, test_run, fault,
+                )  # fmt: skip
+                self._errors.append(event)
+                if len(self._errors) > self._max_buffered_errors:
+                    self._trim_errors(int(self._max_buffered_errors * _TRIM_LOW_WATER))
             else:
-                drops.error_events_sampled_out += 1
+                self._drops.error_events_sampled_out += 1
         if self._buffered > self._max_buffered:
             self._trim(int(self._max_buffered * _TRIM_LOW_WATER))
-
-    def _add_error(self, rec: CapturedRequest, endpoint: str, test_run: str) -> None:
-        status = rec.status_code
-        error_type = rec.error_type or f"HTTP {status}"
-        self._errors.append(
-            ErrorEvent(
-                timestamp=rec.timestamp,
-                instance=self.instance,
-                protocol=rec.protocol,
-                method=rec.method,
-                endpoint=endpoint,
-                path=rec.path,
-                status_code=status,
-                error_type=error_type,
-                error_category=error_category(status, error_type),
-                error_message=rec.error_message,
-                request_id=rec.request_id,
-                trace_id=rec.trace_id,
-                span_id=rec.span_id,
-                client_id=rec.client_id,
-                user_agent=rec.user_agent,
-                workspace_id=rec.workspace_id,
-                environment=rec.environment,
-                test_run=test_run,
-                fault_injected=rec.fault_injected,
-            )
-        )
-        if len(self._errors) > self._max_buffered_errors:
-            self._trim_errors(int(self._max_buffered_errors * _TRIM_LOW_WATER))
 
     # -- the flush side ---------------------------------------------------------------------
 
     def swap(self) -> RecorderSnapshot:
         """Take everything buffered so far and start fresh buffers (O(1): no copying)."""
+        self._fold()
         snap = RecorderSnapshot(series=self._series, clients=self._clients, errors=self._errors)
         self._series = {}
         self._series_index = {}
@@ -333,6 +370,7 @@ class Recorder:
 
     def restore(self, snapshot: RecorderSnapshot) -> None:
         """Put back a snapshot whose write failed, merged with what arrived since; then bound it."""
+        self._fold()
         series = dict(snapshot.series)  # the older data first, so "oldest" stays in front
         for k, d in self._series.items():
             old = series.get(k)
@@ -341,7 +379,11 @@ class Recorder:
             else:
                 merge_series_delta(old, d)
         self._series = series
-        self._series_index = {_series_index_key(k): d for k, d in series.items()}
+        self._series_index = {
+            _series_index_key(k): d
+            for k, d in series.items()
+            if k.source == self.source and k.instance == self.instance
+        }
         self._buffered = sum(d.request_count for d in series.values())
 
         clients = dict(snapshot.clients)
@@ -352,7 +394,9 @@ class Recorder:
             else:
                 _merge_client_delta(old_c, cd)
         self._clients = clients
-        self._client_index = {_client_index_key(k): d for k, d in clients.items()}
+        self._client_index = {
+            _client_index_key(k): d for k, d in clients.items() if k.instance == self.instance
+        }
 
         self._errors = list(snapshot.errors) + self._errors
         if len(self._errors) > self._max_buffered_errors:
@@ -367,32 +411,34 @@ class Recorder:
             if self._buffered - dropped <= target:
                 break
             d = self._series.pop(k)
-            del self._series_index[_series_index_key(k)]
+            self._series_index.pop(_series_index_key(k), None)
             dropped += d.request_count
         self._buffered -= dropped
-        self.drops.buffer_dropped_requests += dropped
+        self._drops.buffer_dropped_requests += dropped
         if self._series:
             # Client counters of hours before every kept minute are dropped with them (their
             # requests are already counted above); this keeps the client dict bounded too.
             oldest_hour = min(k.minute for k in self._series) // 3600 * 3600
             for ck in [ck for ck in self._clients if ck.hour < oldest_hour]:
                 del self._clients[ck]
-                del self._client_index[_client_index_key(ck)]
+                self._client_index.pop(_client_index_key(ck), None)
 
     def _trim_errors(self, target: int) -> None:
         excess = len(self._errors) - target
         if excess > 0:
             del self._errors[:excess]
-            self.drops.buffer_dropped_error_events += excess
+            self._drops.buffer_dropped_error_events += excess
 
     # -- reads ------------------------------------------------------------------------------
 
     def buffered_requests(self) -> int:
         """Requests waiting in memory for the store (current plus restored)."""
+        self._fold()
         return self._buffered
 
     def buffered_error_events(self) -> int:
         """Error events waiting in memory for the store."""
+        self._fold()
         return len(self._errors)
 
     def in_flight(self) -> dict[str, int]:
@@ -402,6 +448,7 @@ class Recorder:
     @property
     def totals(self) -> dict[str, int]:
         """Counts since start: requests, errors and WebSocket sessions recorded."""
+        self._fold()
         return {
             "requests": self._total_requests,
             "errors": self._total_errors,
@@ -410,31 +457,10 @@ class Recorder:
 
     def recent(self, limit: int | None = None) -> list[RecentRequest]:
         """The most recent requests, newest first (at most ``limit``)."""
+        self._fold()
         n = len(self._ring) if limit is None else max(0, min(limit, len(self._ring)))
         out: list[RecentRequest] = []
+        ring = self._ring
         for i in range(1, n + 1):
-            r = self._ring[-i]
-            out.append(
-                RecentRequest(
-                    timestamp=r.timestamp,
-                    protocol=r.protocol,
-                    method=r.method,
-                    path=r.path,
-                    endpoint=r.endpoint,
-                    status_code=r.status_code,
-                    duration_ms=r.duration_ms,
-                    ttfb_ms=r.ttfb_ms,
-                    bytes_sent=r.bytes_sent,
-                    bytes_received=r.bytes_received,
-                    client_id=r.client_id,
-                    user_agent=r.user_agent,
-                    test_run=r.test_run,
-                    workspace_id=r.workspace_id,
-                    environment=r.environment,
-                    mock_route_id=r.mock_route_id,
-                    injected_latency_ms=r.injected_latency_ms,
-                    fault_injected=r.fault_injected,
-                    trace_id=r.trace_id,
-                )
-            )
+            out.append(RecentRequest(*ring[-i]))
         return out

@@ -46,6 +46,9 @@ class Captured:
         self.items.append(rec)
         self.real.record(rec)
 
+    def record_raw(self, raw: tuple[Any, ...]) -> None:
+        self.record(CapturedRequest(*raw[0](raw)))  # build now: each test sees the request at once
+
     def request_started(self, protocol: str) -> int:
         return self.real.request_started(protocol)
 
@@ -382,10 +385,10 @@ async def test_websocket_session_counted_once_outside_latency() -> None:
 async def test_capture_failure_never_breaks_the_request() -> None:
     app, rec, _ = build()
 
-    def broken(_: CapturedRequest) -> None:
+    def broken(_: tuple[Any, ...]) -> None:
         raise RuntimeError("bug")
 
-    rec.record = broken  # type: ignore[method-assign]
+    rec.record_raw = broken  # type: ignore[method-assign]
     async with client(app) as c:
         r = await c.get("/users/3")
     assert r.status_code == 201
@@ -402,3 +405,19 @@ async def test_websocket_app_error_is_500_but_client_close_is_not() -> None:
     crash, listen = rec.items
     assert crash.status_code == 500 and crash.error_type == "KeyError"
     assert listen.status_code == 101 and listen.error_type == "" and listen.bytes_received == 3
+
+
+async def test_real_recorder_builds_deferred_requests_in_batches() -> None:
+    cfg = AnalyticsConfig()
+    recorder = Recorder(cfg, instance="t:1")
+    app = Starlette(
+        routes=[Route("/users/{id}", lambda r: PlainTextResponse("x"))],
+        middleware=[Middleware(CaptureMiddleware, recorder=recorder, config=cfg, mount_path="/analytics")],  # type: ignore[arg-type]
+    )
+    async with client(app) as c:
+        for i in range(300):  # more than one batch
+            await c.get(f"/users/{i}", headers={"x-test-run": "r1"})
+    snap = recorder.swap()
+    (key,) = snap.series
+    assert key.endpoint == "/users/{id}" and key.test_run == "r1" and snap.series[key].request_count == 300
+    assert recorder.totals["requests"] == 300 and recorder.recent(1)[0].path == "/users/299"

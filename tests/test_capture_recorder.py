@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 from mockforge_analytics_plugin.capture_types import OTHER, CapturedRequest
@@ -272,3 +273,20 @@ def test_percentiles_from_snapshot_histograms_within_one_percent() -> None:
     for q, got in zip((0.5, 0.95, 0.99), quantiles(merged, (0.5, 0.95, 0.99)), strict=True):
         want = exact[int(q * (len(exact) - 1))]
         assert got is not None and abs(got - want) / want <= 0.01, (q, got, want)
+
+
+def test_a_raw_request_that_fails_to_build_is_counted_not_fatal() -> None:
+    r = Recorder(AnalyticsConfig(), instance="h:1")
+
+    def bad(raw: tuple[object, ...]) -> tuple[object, ...]:
+        raise ValueError("bug")
+
+    def good(raw: tuple[object, ...]) -> tuple[object, ...]:
+        r = req(path=str(raw[1]))
+        return tuple(getattr(r, f.name) for f in dataclasses.fields(r))
+
+    r.record_raw((good, "/a"))
+    r.record_raw((bad,))
+    r.record(req(path="/c"))
+    assert [x.path for x in r.recent()] == ["/c", "/a"]
+    assert r.build_failures == 1 and r.totals["requests"] == 2

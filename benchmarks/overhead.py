@@ -1,0 +1,395 @@
+"""Request overhead of the analytics plugin: host with plugin off, plugin on, and a no-op layer.
+
+Starts three `example-host serve` processes pinned to core 0 (plugin off; analytics on; a no-op
+pure-ASGI timing middleware registered through MOCKFORGE_EXTRA_PLUGINS), then drives each with the
+same load from core 1 (wrk if installed, else a Python keep-alive load generator), in interleaved
+runs. Per variant it prints the median requests/s, p99 latency and server CPU µs per request
+(utime+stime deltas from /proc/PID/stat over the run), and the on/off and on/no-op comparisons.
+
+Run:  python benchmarks/overhead.py [--runs 5] [--duration 10] [--connections 32]
+Target (issue 3): the plugin's CPU per request at most 5 µs above the no-op layer's (median).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pluggy
+
+HERE = Path(__file__).resolve().parent
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PATH = "/api/users/42"
+VARIANTS = ("off", "noop", "on")
+EXTRA_PLUGINS = {"noop": "noop=overhead:noop_plugin", "capture": "capture=overhead:capture_plugin"}
+
+
+# -- the no-op plugin (imported by the host process through MOCKFORGE_EXTRA_PLUGINS) -----------
+
+hookimpl = pluggy.HookimplMarker("mockforge")
+
+
+class NoopTimingMiddleware:
+    """Pure ASGI: time the request and note the status, then forget it (the baseline layer)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        """Wrap send like a capture layer does, record nothing."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 0
+
+        async def send_wrapper(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            _ = (time.perf_counter() - start, status)
+
+
+class _NoopPlugin:
+    """A plugin whose only hook adds NoopTimingMiddleware."""
+
+    @hookimpl
+    def mockforge_middleware(self, host: Any) -> list[Any]:
+        """The no-op layer."""
+        from starlette.middleware import Middleware
+
+        return [Middleware(NoopTimingMiddleware)]
+
+
+noop_plugin = _NoopPlugin()
+
+
+class _CaptureOnlyPlugin:
+    """Diagnostic: the plugin's capture middleware and recorder alone (swapped and discarded every
+    second; no store, no mount), to tell the capture cost from the store's and the router's."""
+
+    def __init__(self) -> None:
+        self.recorder: Any = None
+
+    @hookimpl
+    def mockforge_middleware(self, host: Any) -> list[Any]:
+        """CaptureMiddleware with a fresh Recorder."""
+        from starlette.middleware import Middleware
+
+        from mockforge_analytics_plugin.config import AnalyticsConfig
+        from mockforge_analytics_plugin.middleware import CaptureMiddleware
+        from mockforge_analytics_plugin.recorder import Recorder
+
+        config = AnalyticsConfig()
+        self.recorder = Recorder(config, instance="bench")
+        return [Middleware(CaptureMiddleware, recorder=self.recorder, config=config, mount_path="/analytics")]
+
+    @hookimpl
+    def mockforge_lifespan(self, host: Any, app: Any) -> Any:
+        """Swap the buffers every second, as the flush task does, and drop them."""
+        import contextlib
+
+        @contextlib.asynccontextmanager
+        async def swapping() -> Any:
+            async def loop() -> None:
+                while True:
+                    await asyncio.sleep(1.0)
+                    self.recorder.swap()
+
+            task = asyncio.ensure_future(loop())
+            try:
+                yield
+            finally:
+                task.cancel()
+
+        return swapping()
+
+
+capture_plugin = _CaptureOnlyPlugin()
+
+
+# -- servers ------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def host_executable() -> str:
+    """The example-host script next to this interpreter."""
+    candidate = Path(sys.executable).parent / "example-host"
+    return str(candidate) if candidate.exists() else "example-host"
+
+
+def write_config(folder: Path, variant: str) -> Path:
+    """A host config with one small JSON route; the plugin section depends on the variant."""
+    plugins: dict[str, Any] = {}
+    if variant == "on":
+        plugins["analytics"] = {"database_path": str(folder / "analytics.db")}
+    elif variant in EXTRA_PLUGINS:
+        plugins[variant] = {}
+    config = {
+        "routes": [
+            {"method": "GET", "path": "/api/users/{id:int}", "body": {"id": "{id}", "name": "Ada"}},
+        ],
+        "plugins": plugins,
+    }
+    path = folder / f"{variant}.yaml"
+    path.write_text(json.dumps(config), encoding="utf-8")  # JSON is YAML
+    return path
+
+
+@dataclass
+class Server:
+    """One running host process."""
+
+    variant: str
+    port: int
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    def cpu_seconds(self) -> float:
+        """utime + stime of the server process so far."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLK_TCK  # fields 14 and 15 of stat(5)
+
+    def stop(self) -> None:
+        """SIGINT (a clean shutdown flushes), then kill if it hangs."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def start_server(folder: Path, variant: str) -> Server:
+    """Start one host pinned to core 0 and wait until it answers."""
+    port = free_port()
+    env = dict(os.environ)
+    if variant in EXTRA_PLUGINS:
+        env["MOCKFORGE_EXTRA_PLUGINS"] = EXTRA_PLUGINS[variant]
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE), env.get("PYTHONPATH")]))
+    log = folder / f"{variant}.log"
+    cmd = [host_executable(), "serve", "--config", str(write_config(folder, variant)),
+           "--port", str(port), "--log-level", "warning"]  # fmt: skip
+    if shutil.which("taskset"):
+        cmd = ["taskset", "-c", "0", *cmd]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
+    server = Server(variant, port, proc, log)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"{variant}: the host exited:\n{log.read_text()}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+                sock.sendall(f"GET {PATH} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+                if sock.recv(64).startswith(b"HTTP/1.1 200"):
+                    return server
+        except OSError:
+            pass
+        time.sleep(0.1)
+    server.stop()
+    raise SystemExit(f"{variant}: the host did not answer within 30 s:\n{log.read_text()}")
+
+
+# -- load ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class LoadResult:
+    """What one load run measured on the client side."""
+
+    requests: int
+    seconds: float
+    p99_ms: float
+    errors: int = 0
+
+
+def _ms(text: str) -> float:
+    m = re.fullmatch(r"([\d.]+)(us|ms|s)", text)
+    if not m:
+        return float("nan")
+    return float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
+
+
+def run_wrk(port: int, duration: float, connections: int) -> LoadResult:
+    """One wrk run pinned to core 1."""
+    cmd = [
+        "wrk",
+        "-t1",
+        f"-c{connections}",
+        f"-d{duration:g}s",
+        "--latency",
+        f"http://127.0.0.1:{port}{PATH}",
+    ]
+    if shutil.which("taskset"):
+        cmd = ["taskset", "-c", "1", *cmd]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    total = re.search(r"(\d+) requests in ([\d.]+)(ms|s)", out)
+    p99 = re.search(r"^\s*99%\s+(\S+)", out, re.MULTILINE)
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if not total or not p99:
+        raise SystemExit(f"cannot parse wrk output:\n{out}")
+    seconds = float(total.group(2)) / (1000.0 if total.group(3) == "ms" else 1.0)
+    return LoadResult(int(total.group(1)), seconds, _ms(p99.group(1)), int(errors.group(1)) if errors else 0)
+
+
+async def _python_load(port: int, duration: float, connections: int) -> dict[str, Any]:
+    """Keep-alive HTTP/1.1 GETs over ``connections`` sockets; returns counts and latencies."""
+    request = f"GET {PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
+    latencies: list[float] = []
+    errors = 0
+    stop_at = time.perf_counter() + duration
+
+    async def worker() -> None:
+        nonlocal errors
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        while time.perf_counter() < stop_at:
+            t = time.perf_counter()
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = int(re.search(rb"(?i)content-length:\s*(\d+)", head).group(1))  # type: ignore[union-attr]
+            await reader.readexactly(length)
+            latencies.append(time.perf_counter() - t)
+            if not head.startswith(b"HTTP/1.1 2"):
+                errors += 1
+        writer.close()
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(connections)))
+    elapsed = time.perf_counter() - t0
+    latencies.sort()
+    p99 = latencies[int(0.99 * (len(latencies) - 1))] * 1000.0 if latencies else float("nan")
+    return {"requests": len(latencies), "seconds": elapsed, "p99_ms": p99, "errors": errors}
+
+
+def run_python_load(port: int, duration: float, connections: int) -> LoadResult:
+    """One Python load-generator run in a subprocess pinned to core 1."""
+    cmd = [sys.executable, __file__, "--_loadgen", str(port), str(duration), str(connections)]
+    if shutil.which("taskset"):
+        cmd = ["taskset", "-c", "1", *cmd]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    return LoadResult(**json.loads(out))
+
+
+# -- the experiment -----------------------------------------------------------------------------
+
+
+@dataclass
+class Samples:
+    """Per-variant results over the runs."""
+
+    rps: list[float] = field(default_factory=list)
+    p99: list[float] = field(default_factory=list)
+    cpu_us: list[float] = field(default_factory=list)
+    errors: int = 0
+
+
+def measure(
+    server: Server, duration: float, connections: int, use_wrk: bool
+) -> tuple[float, float, float, int]:
+    """Drive one server once; return (req/s, p99 ms, server CPU µs per request, non-2xx)."""
+    load = run_wrk if use_wrk else run_python_load
+    cpu0 = server.cpu_seconds()
+    result = load(server.port, duration, connections)
+    cpu1 = server.cpu_seconds()
+    rps = result.requests / result.seconds
+    return rps, result.p99_ms, (cpu1 - cpu0) / max(1, result.requests) * 1e6, result.errors
+
+
+def main() -> None:
+    """Run the interleaved experiment and print the table."""
+    parser = argparse.ArgumentParser(description="analytics plugin request overhead (see module doc)")
+    parser.add_argument("--runs", type=int, default=5, help="interleaved runs per variant (default 5)")
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per run (default 10)")
+    parser.add_argument("--connections", type=int, default=32, help="concurrent connections (default 32)")
+    parser.add_argument("--warmup", type=float, default=1.0, help="seconds of unmeasured load per server")
+    parser.add_argument(
+        "--python-load", action="store_true", help="use the Python load generator even if wrk is installed"
+    )
+    parser.add_argument(
+        "--diagnose",
+        action="store_true",
+        help="add a 'capture' variant: capture middleware + recorder only (no store, no mount)",
+    )
+    args = parser.parse_args()
+    variants = (*VARIANTS, "capture") if args.diagnose else VARIANTS
+    use_wrk = shutil.which("wrk") is not None and not args.python_load
+    print(f"load: {'wrk' if use_wrk else 'python'}, {args.connections} connections, {args.runs} x "
+          f"{args.duration:g} s per variant, GET {PATH}; server on core 0, load on core 1")  # fmt: skip
+    samples = {v: Samples() for v in variants}
+    with tempfile.TemporaryDirectory(prefix="mockforge-overhead-") as tmp:
+        servers: dict[str, Server] = {}
+        try:
+            for variant in variants:
+                servers[variant] = start_server(Path(tmp), variant)
+            for server in servers.values():
+                measure(server, args.warmup, args.connections, use_wrk)
+            for run in range(args.runs):
+                shift = run % len(variants)
+                order = variants[shift:] + variants[:shift]  # rotate: no variant always goes first
+                for variant in order:
+                    server = servers[variant]
+                    rps, p99, cpu_us, errors = measure(server, args.duration, args.connections, use_wrk)
+                    s = samples[variant]
+                    s.rps.append(rps)
+                    s.p99.append(p99)
+                    s.cpu_us.append(cpu_us)
+                    s.errors += errors
+                    print(f"  run {run + 1} {variant:>4}: {rps:8.0f} req/s  p99 {p99:7.2f} ms  "
+                          f"{cpu_us:6.1f} CPU µs/req", flush=True)  # fmt: skip
+        finally:
+            for server in servers.values():
+                server.stop()
+    med = {
+        v: (statistics.median(s.rps), statistics.median(s.p99), statistics.median(s.cpu_us))
+        for v, s in samples.items()
+    }
+    print()
+    print(f"{'variant':<8}{'median req/s':>14}{'median p99 ms':>15}{'CPU µs/req':>12}{'non-2xx':>9}")
+    for v in variants:
+        rps, p99, cpu = med[v]
+        print(f"{v:<8}{rps:>14.0f}{p99:>15.2f}{cpu:>12.1f}{samples[v].errors:>9}")
+    on, off, noop = med["on"], med["off"], med["noop"]
+    print()
+    for label, base in (("on/off: ", off), ("on/noop:", noop)):
+        print(f"{label} req/s x{on[0] / base[0]:.3f}, "
+              f"CPU µs/req x{on[2] / base[2]:.3f} ({on[2] - base[2]:+.1f} µs)")  # fmt: skip
+    print(f"noop/off: CPU {noop[2] - off[2]:+.1f} µs/req")
+    if "capture" in med:
+        print(f"capture only (no store, no mount) vs noop: CPU {med['capture'][2] - noop[2]:+.1f} µs/req")
+    verdict = "met" if on[2] - noop[2] <= 5.0 else "NOT met"
+    print(f"target: plugin <= 5 µs/request above the no-op layer: {verdict}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 5 and sys.argv[1] == "--_loadgen":
+        port, duration, connections = int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
+        print(json.dumps(asyncio.run(_python_load(port, duration, connections))))
+    else:
+        main()
