@@ -9,6 +9,7 @@ import pytest
 from support.rollup_data import Traffic, dump, key, lognormal_traffic, open_store, write
 
 from mockforge_analytics_plugin.histogram import decode, merge_into
+from mockforge_analytics_plugin.store.queries import Markers, read_markers
 from mockforge_analytics_plugin.store.rollups import (
     DAY,
     HOUR,
@@ -177,9 +178,11 @@ async def test_late_minute_is_reflected_after_the_next_run(db):
     late.add(key(T0 + 59 * 60, "/a"), 1000.0)  # hour 0, minute 59, after hour 0 was rolled up
     late.add(key(T0 + 30 * 60, "/new"), 3.0)  # a series that hour 0 never had
     await write(db, late, now + 5)
-    # The live marker no longer vouches for hour 0 or day 0 until the roll-up runs again.
+    # Neither the live marker nor the stored one (lowered by the 0002 triggers in the flush's own
+    # transaction) vouches for hour 0 or day 0 until the roll-up runs again.
     assert await rolled_up_until(db, "hour", now + 5) == T0
     assert await rolled_up_until(db, "day", now + 5) == T0
+    assert await read_markers(db) == Markers(hour=T0, day=T0)
     assert await rollup_hours(db, now + 10) == [T0]
     assert await rollup_days(db, now + 10) == [T0]
     hour0 = await db.execute_fetchall(
@@ -196,6 +199,7 @@ async def test_late_minute_is_reflected_after_the_next_run(db):
     assert day0 == [(121,), (1,)]
     assert await rolled_up_until(db, "hour", now + 10) == T0 + DAY
     assert await rolled_up_until(db, "day", now + 10) == T0 + DAY
+    assert await read_markers(db) == Markers(hour=T0 + DAY, day=T0 + DAY)
 
 
 def _exact(values, q):
