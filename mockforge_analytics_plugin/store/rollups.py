@@ -13,8 +13,10 @@ Decisions (documented for the query layer):
 - ``analytics_state['rolled_up_until_hour']`` is the start of the first hour not known
   complete: ``min(first dirty hour, start of the current hour)``. Every hour before it is exactly
   the sum of its minutes. Same for ``rolled_up_until_day`` (a dirty hour also makes its day not
-  complete). A late minute can make the stored marker stale until the next run, so readers
-  should call :func:`rolled_up_until`, which folds in the dirty marks live.
+  complete). When a late minute marks an already rolled-up hour dirty, the triggers of
+  ``migrations/0002_rollup_marker_triggers.sql`` lower the stored markers in the flush's own
+  transaction, so readers of ``analytics_state`` never take a stale row as complete;
+  :func:`rolled_up_until` computes the same value from the dirty marks directly.
 - Hour ``active_connections_avg`` is the mean of the minute rows' ``active_connections`` over the
   minutes present (minutes with no row for the series are not counted); ``_max`` the maximum.
   Day ``active_connections_avg`` is the mean of the hour rows' averages over the hours present.
