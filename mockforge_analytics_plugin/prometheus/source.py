@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -131,11 +132,14 @@ class PrometheusSource:
                 )
             deltas = build_deltas(self.preset, window, max_endpoints=self.config.max_endpoints)
             minutes = minutes_of(window)
-            # Another writer (retention, reset) may have deleted series: resolve ids afresh.
-            invalidate_series_cache(db)
-            result.rows += await replace_source_minutes(
-                db, SOURCE, minutes, deltas, now, state={STATE_LAST_MINUTE: str(hi)}
-            )
+            # The store's write lock: on a ":memory:" store ``db`` IS the flush's connection, and
+            # our transaction must not interleave with a flush, roll-up, retention or reset.
+            async with self._write_lock():
+                # Another writer (retention, reset) may have deleted series: resolve ids afresh.
+                invalidate_series_cache(db)
+                result.rows += await replace_source_minutes(
+                    db, SOURCE, minutes, deltas, now, state={STATE_LAST_MINUTE: str(hi)}
+                )
             result.minutes.extend(minutes)
             result.requests += sum(d.request_count for d in deltas.values())
             self.last_ingested_minute = hi
@@ -154,6 +158,10 @@ class PrometheusSource:
         self.last_error = {"message": message, "time": now}
         result.error = message
         self.logger.warning("prometheus ingest failed: %s", message)
+
+    def _write_lock(self) -> contextlib.AbstractAsyncContextManager[Any]:
+        lock = getattr(self.store, "write_lock", None)
+        return lock if lock is not None else contextlib.nullcontext()
 
     async def _connection(self) -> aiosqlite.Connection:
         # A file store gets a connection of our own, so our transaction never interleaves with

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import sqlite3
@@ -59,6 +60,10 @@ class SQLiteStore:
     # The file we opened. An open connection keeps writing into an unlinked file (WAL mode has
     # no SQLITE_READONLY_DBMOVED check), so each write verifies the path still names this file.
     file_identity: tuple[int, int] | None = None
+    # Serialises every transaction written through `writer` (and, for a file, the maintenance
+    # writers too): two coroutines must never interleave BEGIN ... COMMIT on one connection, and
+    # a writer that deletes series must invalidate the writer's id cache before the next flush.
+    write_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @classmethod
     async def open(
@@ -97,14 +102,15 @@ class SQLiteStore:
 
     async def write_snapshot(self, snapshot: RecorderSnapshot, now: float) -> WriteResult:
         """Write one recorder snapshot in one transaction; raise on failure (nothing written)."""
-        if self.closed:
-            raise StoreClosedError("store is closed")
-        self.check_file()
-        # Checked again just before COMMIT: a removal during the write must not commit into
-        # an orphaned file and count as written.
-        return await write_snapshot(
-            self.writer, snapshot, now, batch_size=self.batch_size, before_commit=self.check_file
-        )
+        async with self.write_lock:
+            if self.closed:
+                raise StoreClosedError("store is closed")
+            self.check_file()
+            # Checked again just before COMMIT: a removal during the write must not commit into
+            # an orphaned file and count as written.
+            return await write_snapshot(
+                self.writer, snapshot, now, batch_size=self.batch_size, before_commit=self.check_file
+            )
 
     def check_file(self) -> None:
         """Raise StoreUnavailableError if the database file was removed or replaced since open."""
@@ -120,10 +126,15 @@ class SQLiteStore:
         return [m.name for m in await migrations.pending(self.reader)]
 
     async def close(self) -> None:
-        """Close both connections (safe to call twice)."""
+        """Close both connections once the write in progress (if any) is done (safe to call twice)."""
         if self.closed:
             return
         self.closed = True
+        # A writer holding the lock finishes (bounded by busy_timeout) before its connection goes;
+        # writers queued behind it see `closed` and raise StoreClosedError.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.write_lock.acquire(), timeout=2 * self.busy_timeout_ms / 1000 + 1)
+            self.write_lock.release()
         invalidate_series_cache(self.writer)
         if self.reader is not self.writer:
             with contextlib.suppress(sqlite3.Error):
