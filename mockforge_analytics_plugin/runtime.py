@@ -160,6 +160,10 @@ class Runtime:
             "buffered_requests": self.recorder.buffered_requests(),
             "dropped": asdict(self.recorder.drops),
             "flush": flush,
+            # Roll-up, retention and Prometheus count their failures; show them (and last errors).
+            "rollup": self.rollup.status() if self.rollup is not None else None,
+            "retention": self.retention.status() if self.retention is not None else None,
+            "prometheus": self.prometheus.status() if self.prometheus is not None else None,
             "tasks": {name: not task.done() for name, task in self._tasks.items()},
             "task_failures": dict(self.task_failures),
         }
