@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import fnmatch
-import json
 from dataclasses import asdict
 from typing import Any
 
+import aiosqlite
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -14,9 +14,9 @@ from starlette.routing import BaseRoute, Route
 from .api_errors import store_reader
 from .envelope import api_endpoint, fail, now_of, ok
 from .params import TIME_PARAMS, QueryParams, parse_params
-from .store.queries_clients import CLIENT_FILTER_COLUMNS, client_rows
+from .store.queries_clients import CLIENT_FILTER_COLUMNS, agent_rows, endpoint_rows, link_rows, total_rows
 
-__all__ = ["CLIENT_SORTS", "clients_routes", "rank_clients", "recent_matches"]
+__all__ = ["CLIENT_SORTS", "clients_routes", "figures_by", "rank_clients", "recent_matches"]
 
 CLIENT_SORTS = ("requests", "errors", "error_rate", "avg_latency", "bytes", "client")
 CLIENT_PARAMS = frozenset({"start_time", "end_time", "duration", *CLIENT_FILTER_COLUMNS, "limit", "sort"})
@@ -37,7 +37,6 @@ RECENT_PARAMS = frozenset(
     }
 )
 TOP_ENDPOINTS = 10
-_SUMMED = ("request_count", "error_count", "latency_sum", "latency_count", "bytes_sent", "bytes_received")
 _SORT_KEYS = {
     "requests": lambda c: (-c["request_count"], c["key"]),
     "errors": lambda c: (-c["error_count"], c["key"]),
@@ -48,80 +47,66 @@ _SORT_KEYS = {
 }
 
 
-def _new_acc() -> dict[str, Any]:
-    return {
-        "request_count": 0,
-        "error_count": 0,
-        "latency_sum": 0.0,
-        "latency_count": 0,
-        "bytes_sent": 0,
-        "bytes_received": 0,
-        "endpoints": {},
-        "agents": {},
-        "others": set(),
-        "first": None,
-        "last": None,
-    }
+async def figures_by(db: aiosqlite.Connection, p: QueryParams, by: str) -> dict[str, dict[str, Any]]:
+    """Per client (``by="client_ip"``) or per test run: totals, main user agent, top endpoints."""
+    out: dict[str, dict[str, Any]] = {}
+    for key, requests, errors, lsum, lcount, sent, received, first, last in await total_rows(db, p, by):
+        requests, errors, lcount = requests or 0, errors or 0, lcount or 0
+        out[key] = {
+            "key": key,
+            "request_count": requests,
+            "error_count": errors,
+            "error_rate": round(100.0 * errors / requests, 4) if requests else 0.0,
+            "avg_latency_ms": round((lsum or 0.0) / lcount, 4) if lcount else None,
+            "bytes_sent": sent or 0,
+            "bytes_received": received or 0,
+            "user_agent": "",
+            "user_agent_family": "",
+            "user_agent_version": "",
+            "user_agent_count": 0,
+            "top_endpoints": [],
+            "first_seen": first,
+            "last_seen": last,
+        }
+    best: dict[str, tuple[int, tuple[str, str, str]]] = {}
+    for key, agent, family, version, requests in await agent_rows(db, p, by):
+        entry = out.get(key)
+        if entry is None:
+            continue
+        entry["user_agent_count"] += 1
+        candidate = (requests or 0, (agent, family, version))
+        if key not in best or candidate > best[key]:  # most requests; ties: the greatest name
+            best[key] = candidate
+    for key, (_, (agent, family, version)) in best.items():
+        out[key].update(user_agent=agent, user_agent_family=family, user_agent_version=version)
+    counts: dict[str, list[tuple[str, int]]] = {}
+    for key, endpoint, n in await endpoint_rows(db, p, by):
+        counts.setdefault(key, []).append((endpoint, int(n)))
+    for key, items in counts.items():
+        if key in out:
+            items.sort(key=lambda kv: (-kv[1], kv[0]))
+            out[key]["top_endpoints"] = [{"endpoint": e, "count": n} for e, n in items[:TOP_ENDPOINTS]]
+    return out
 
 
-def _add(acc: dict[str, Any], row: dict[str, Any], other: str) -> None:
-    for name in _SUMMED:
-        acc[name] += row[name] or 0
-    try:
-        counts = json.loads(row["endpoint_counts"] or "{}")
-    except ValueError:
-        counts = {}
-    for endpoint, n in counts.items():
-        if isinstance(n, int):
-            acc["endpoints"][endpoint] = acc["endpoints"].get(endpoint, 0) + n
-    agent = (row["user_agent"], row["user_agent_family"], row["user_agent_version"])
-    acc["agents"][agent] = acc["agents"].get(agent, 0) + (row["request_count"] or 0)
-    acc["others"].add(other)
-    ts = row["timestamp"]
-    acc["first"] = ts if acc["first"] is None else min(acc["first"], ts)
-    acc["last"] = ts if acc["last"] is None else max(acc["last"], ts)
-
-
-def _finish(key: str, acc: dict[str, Any]) -> dict[str, Any]:
-    requests = acc["request_count"]
-    lat_n = acc["latency_count"]
-    agent = max(acc["agents"].items(), key=lambda kv: (kv[1], kv[0]))[0] if acc["agents"] else ("", "", "")
-    top = sorted(acc["endpoints"].items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_ENDPOINTS]
-    return {
-        "key": key,
-        "request_count": requests,
-        "error_count": acc["error_count"],
-        "error_rate": round(100.0 * acc["error_count"] / requests, 4) if requests else 0.0,
-        "avg_latency_ms": round(acc["latency_sum"] / lat_n, 4) if lat_n else None,
-        "bytes_sent": acc["bytes_sent"],
-        "bytes_received": acc["bytes_received"],
-        "user_agent": agent[0],
-        "user_agent_family": agent[1],
-        "user_agent_version": agent[2],
-        "user_agent_count": len(acc["agents"]),
-        "top_endpoints": [{"endpoint": e, "count": n} for e, n in top],
-        "first_seen": acc["first"],
-        "last_seen": acc["last"],
-        "_others": sorted(acc["others"]),
-    }
-
-
-def rank_clients(rows: list[dict[str, Any]], sort: str, limit: int) -> dict[str, Any]:
-    """Fold hourly rows into per-client and per-test-run figures, sorted and limited."""
-    clients: dict[str, dict[str, Any]] = {}
-    runs: dict[str, dict[str, Any]] = {}
-    for row in rows:
-        _add(clients.setdefault(row["client_ip"], _new_acc()), row, row["test_run"])
-        _add(runs.setdefault(row["test_run"], _new_acc()), row, row["client_ip"])
+async def rank_clients(db: aiosqlite.Connection, p: QueryParams, sort: str, limit: int) -> dict[str, Any]:
+    """Per-client and per-test-run figures of the window, sorted and limited."""
+    clients = await figures_by(db, p, "client_ip")
+    runs = await figures_by(db, p, "test_run")
+    runs_of: dict[str, list[str]] = {}
+    clients_of: dict[str, int] = {}
+    for client, run in await link_rows(db, p):
+        runs_of.setdefault(client, []).append(run)
+        clients_of[run] = clients_of.get(run, 0) + 1
     key = _SORT_KEYS[sort]
-    client_list = sorted((_finish(k, a) for k, a in clients.items()), key=key)
-    run_list = sorted((_finish(k, a) for k, a in runs.items()), key=key)
+    client_list = sorted(clients.values(), key=key)
+    run_list = sorted(runs.values(), key=key)
     for c in client_list:
+        c["test_runs"] = sorted(runs_of.get(c["key"], []))
         c["client"] = c.pop("key")
-        c["test_runs"] = c.pop("_others")
     for r in run_list:
+        r["client_count"] = clients_of.get(r["key"], 0)
         r["test_run"] = r.pop("key")
-        r["client_count"] = len(r.pop("_others"))
     return {
         "total_clients": len(client_list),
         "total_test_runs": len(run_list),
@@ -144,8 +129,7 @@ async def client_analysis(request: Request) -> Response:
     db = store_reader(request)
     if db is None:
         return fail(503, "analytics store is not open")
-    rows = await client_rows(db, p)
-    data = rank_clients(rows, p.sort or CLIENT_SORTS[0], p.limit)
+    data = await rank_clients(db, p, p.sort or CLIENT_SORTS[0], p.limit)
     return ok({"start_time": p.start - p.start % 3600, "end_time": p.end, "sort": p.sort, **data})
 
 

@@ -12,7 +12,6 @@ from starlette.routing import BaseRoute, Route
 from .envelope import api_endpoint, fail, now_of, ok
 from .params import COMMON_PARAMS, ParamError, QueryParams, parse_params
 from .store.queries_errors import (
-    count_error_events,
     error_events_page,
     error_summary_rows,
     top_error_rows,
@@ -92,15 +91,17 @@ async def errors(request: Request) -> Response:
     db = store_reader(request)
     if db is None:
         return fail(503, "analytics store is not open")
-    summary = summarise(await error_summary_rows(db, p), p.limit)
-    total = await count_error_events(db, p)
-    events = await error_events_page(db, p, p.limit, offset)
+    rows = await error_summary_rows(db, p)
+    # Totals come from the grouped rows (one scan), not from a second COUNT over the window.
+    total = sum(row[3] for row in rows)
+    by_category: dict[str, int] = {}
+    for category, _type, _endpoint, count, _last in rows:
+        by_category[category] = by_category.get(category, 0) + count
+    summary = summarise(rows, p.limit)
+    events = await error_events_page(db, p, p.limit, offset) if offset < total else []
     for event in events:
         event["client"] = event.pop("client_ip")
         event["fault_injected"] = bool(event["fault_injected"])
-    by_category: dict[str, int] = {}
-    for g in summary:
-        by_category[g["error_category"]] = by_category.get(g["error_category"], 0) + g["count"]
     nxt = offset + len(events)
     return ok(
         {
@@ -134,8 +135,9 @@ async def top_errors(request: Request) -> Response:
     db = store_reader(request)
     if db is None:
         return fail(503, "analytics store is not open")
-    total = await count_error_events(db, p)
-    rows = await top_error_rows(db, p, p.limit)
+    rows = await top_error_rows(db, p)
+    total = sum(row["count"] for row in rows)
+    rows = rows[: p.limit]
     for row in rows:
         row["share"] = round(100.0 * row["count"] / total, 4) if total else 0.0
     return ok({"start_time": p.start, "end_time": p.end, "total_events": total, "top_errors": rows})

@@ -114,3 +114,14 @@ async def test_store_closed_is_503(tmp_path):
             assert r.status_code == 503 and r.json()["success"] is False, path
         # The ring lives in memory: it still answers.
         assert (await client.get("/analytics/api/recent-requests")).status_code == 200
+
+
+async def test_client_analysis_survives_a_malformed_endpoint_cell(tmp_path):
+    async with api_client(tmp_path) as (client, runtime):
+        await runtime.store.writer.execute(
+            "UPDATE client_analytics SET endpoint_counts = 'not json' WHERE client_ip = '10.0.0.1'"
+        )
+        data = _data(await client.get("/analytics/api/client-analysis?sort=client"))
+    one, two = data["clients"]
+    assert one["request_count"] == 5 and one["top_endpoints"] == []
+    assert two["top_endpoints"][0] == {"endpoint": "GET /api/users", "count": 5}

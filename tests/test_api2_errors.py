@@ -68,11 +68,15 @@ async def test_errors_pagination(tmp_path):
     async with api_client(tmp_path) as (client, _):
         first = _data(await client.get("/analytics/api/errors?limit=2"))
         second = _data(await client.get("/analytics/api/errors?limit=2&offset=2"))
+        past = _data(await client.get("/analytics/api/errors?limit=2&offset=9"))
     assert [e["status_code"] for e in first["events"]] == [503, 500]
     assert first["pagination"]["next_offset"] == 2
     assert [e["trace_id"] for e in second["events"]] == ["t2", "t1"]
     assert second["pagination"]["next_offset"] is None
     assert len(first["summary"]) == 2  # limit also caps the summary groups
+    # ...but never the totals.
+    assert first["total_events"] == 4 and sum(c["count"] for c in first["by_category"]) == 4
+    assert past["events"] == [] and past["pagination"]["next_offset"] is None
 
 
 async def test_errors_bad_parameters(tmp_path):

@@ -121,14 +121,14 @@ async def error_summary_rows(db: aiosqlite.Connection, p: QueryParams) -> list[S
         return [tuple(r) for r in await cur.fetchall()]  # type: ignore[misc]
 
 
-async def top_error_rows(db: aiosqlite.Connection, p: QueryParams, limit: int) -> list[dict[str, Any]]:
-    """The most frequent (endpoint, method, status, error type) groups, most frequent first."""
+async def top_error_rows(db: aiosqlite.Connection, p: QueryParams) -> list[dict[str, Any]]:
+    """Every (endpoint, method, status, error type) group of the window, most frequent first."""
     where, args = _where(p)
     sql = (
         "SELECT endpoint, method, protocol, status_code, error_type, error_category, COUNT(*) AS n, "
         "MAX(timestamp), MIN(timestamp), SUM(fault_injected) FROM error_events "
         f"WHERE {where} GROUP BY endpoint, method, protocol, status_code, error_type, error_category "
-        "ORDER BY n DESC, endpoint, method, status_code, error_type LIMIT ?"
+        "ORDER BY n DESC, endpoint, method, status_code, error_type"
     )
     keys = (
         "endpoint",
@@ -142,7 +142,7 @@ async def top_error_rows(db: aiosqlite.Connection, p: QueryParams, limit: int) -
         "first_occurrence",
         "fault_injected_count",
     )
-    async with db.execute(sql, [*args, limit]) as cur:
+    async with db.execute(sql, args) as cur:
         return [dict(zip(keys, r, strict=True)) for r in await cur.fetchall()]
 
 
