@@ -115,3 +115,15 @@ async def test_heatmap_same_before_and_after_rollup(tmp_path):
         await db.commit()
         again = await _get(client, "?tz=Asia/Kolkata")
         assert again["cells"] == before["cells"]
+
+
+async def test_heatmap_new_york_repeated_hour_in_autumn(tmp_path):
+    # 2024-11-03: 01:00-02:00 happens twice in New York (EDT, then EST after 06:00 UTC).
+    traffic = [
+        req(_ts(2024, 11, 3, 5, 10), "GET", "/a", 200, 5.0, "c", CURL, ""),  # Sun 01:10 EDT
+        req(_ts(2024, 11, 3, 6, 10), "GET", "/a", 200, 5.0, "c", CURL, ""),  # Sun 01:10 EST
+        req(_ts(2024, 11, 3, 7, 10), "GET", "/a", 200, 5.0, "c", CURL, ""),  # Sun 02:10 EST
+    ]
+    async with api_client(tmp_path, traffic, now=_ts(2024, 11, 4, 0, 0)) as (client, _):
+        ny = _cells(await _get(client, "?days=2&tz=America/New_York"))
+    assert {k: v["request_count"] for k, v in ny.items()} == {(6, 1): 2, (6, 2): 1}
