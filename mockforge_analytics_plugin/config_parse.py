@@ -10,7 +10,7 @@ from typing import Any
 
 from .config import DEFAULT_DATABASE_PATH, AnalyticsConfig, AuthConfig, RetentionConfig
 
-__all__ = ["ConfigError", "parse_config", "redacted"]
+__all__ = ["ConfigError", "parse_config", "redact_url", "redacted"]
 
 PREFIX = "plugins.analytics"
 _HEADER = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
@@ -244,6 +244,13 @@ def _check_addresses(addresses: tuple[str, ...]) -> None:
             ) from None
 
 
+def redact_url(url: str | None) -> str | None:
+    """The URL with any password in its user info replaced by '***' (for status and messages)."""
+    if not url:
+        return url
+    return re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://[^:/@]*):[^@/]*@", r"\1:***@", url)
+
+
 def redacted(config: AnalyticsConfig) -> dict[str, Any]:
     """The config in effect as plain JSON-able data, with secrets replaced by '***'."""
     data = dataclasses.asdict(config)
@@ -251,8 +258,8 @@ def redacted(config: AnalyticsConfig) -> dict[str, Any]:
         data["auth"] = {k: ("***" if v else None) for k, v in data["auth"].items()}
         if config.auth and config.auth.username:
             data["auth"]["username"] = config.auth.username
-    if data.get("database_url"):
-        data["database_url"] = re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", data["database_url"])
+    for key in ("database_url", "prometheus_url"):
+        data[key] = redact_url(data.get(key))
     for key, value in data.items():
         if isinstance(value, tuple):
             data[key] = list(value)

@@ -10,6 +10,8 @@ from typing import Any
 
 import httpx
 
+from ..config_parse import redact_url
+
 __all__ = [
     "PrometheusClient",
     "PrometheusError",
@@ -72,6 +74,8 @@ class PrometheusClient:
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        # What errors and status show: a password in the URL's user info never leaves the process.
+        self.public_url = redact_url(self.base_url) or ""
         self.timeout = timeout
         self.retries = max(0, int(retries))
         self.backoff = backoff
@@ -127,7 +131,7 @@ class PrometheusClient:
             del self._cache[key]
 
     async def _fetch(self, path: str, params: dict[str, str], expr: str) -> dict[str, Any]:
-        url = self.base_url + path
+        url = self.public_url + path
         attempt = 0
         while True:
             try:

@@ -278,7 +278,7 @@ async def fetch_window(
         expr = _expr(metric, selector)
         window.queries.append(expr)
         data = await client.query_range(expr, start, end, STEP)
-        return parse_series(data, url=client.base_url, query=expr)
+        return parse_series(data, url=client.public_url, query=expr)
 
     window.counter = await series_of(preset.counter_metric)
     if preset.histogram:

@@ -13,6 +13,7 @@ from typing import Any
 import aiosqlite
 
 from ..config import AnalyticsConfig
+from ..config_parse import redact_url
 from ..store.ingest import read_state, replace_source_minutes
 from ..store.series import invalidate_series_cache
 from .client import PrometheusClient, PrometheusError
@@ -127,7 +128,7 @@ class PrometheusSource:
                 raise EmptyResultError(
                     "empty result: no series matched; check prometheus_preset "
                     f"({self.preset.name}) and prometheus_selector",
-                    url=self.url,
+                    url=redact_url(self.url) or "",
                     query=" ; ".join(window.queries),
                 )
             deltas = build_deltas(self.preset, window, max_endpoints=self.config.max_endpoints)
@@ -211,7 +212,7 @@ class PrometheusSource:
         return {
             "name": self.name,
             "kind": "prometheus",
-            "url": self.url,
+            "url": redact_url(self.url),
             "preset": self.preset.name if self.preset else self.config.prometheus_preset,
             "selector": self.selector,
             "interval_seconds": self.config.aggregation_interval_seconds,
