@@ -282,12 +282,17 @@ async def stream(websocket: WebSocket) -> None:
     ]
     try:
         while True:
-            receiver = asyncio.ensure_future(websocket.receive_text())
+            receiver = asyncio.ensure_future(websocket.receive())
             done, _ = await asyncio.wait([receiver, *tasks], return_when=asyncio.FIRST_COMPLETED)
             if receiver not in done:  # the sender died (socket gone) or the producer failed
                 receiver.cancel()
                 break
-            text = receiver.result()
+            message = receiver.result()
+            if message["type"] == "websocket.disconnect":
+                break
+            text = message.get("text")
+            if text is None:  # a binary frame: accept UTF-8 JSON there too
+                text = (message.get("bytes") or b"").decode("utf-8", "replace")
             if len(text) > MAX_MESSAGE_BYTES:
                 sub.put(_error(ParamError("config", f"longer than {MAX_MESSAGE_BYTES} bytes")))
                 continue

@@ -112,3 +112,19 @@ async def test_subscriber_limit_closes_with_reason(tmp_path):
                 await asyncio.sleep(0.02)
             async with connect(url) as third:
                 assert (await _recv(third))["type"] == "overview"
+
+
+async def test_binary_and_oversized_configs(tmp_path):
+    async with api_client(tmp_path) as (_, runtime), serve(make_app(runtime)) as port:
+        url = f"ws://127.0.0.1:{port}/analytics/api/stream?interval_seconds=0.1"
+        async with connect(url) as ws:
+            await ws.send(json.dumps({"protocol": "websocket"}).encode())  # a binary frame
+            narrowed = await _next_overview(ws, lambda m: m["config"].get("protocol") == "websocket")
+            assert narrowed["data"]["total_requests"] == 0
+            await ws.send(json.dumps({"endpoint": "x" * 20_000}))
+            for _ in range(20):
+                message = await _recv(ws)
+                if message["type"] == "error":
+                    break
+            assert message["error"].startswith("config: longer than")
+            assert (await _next_overview(ws))["config"]["protocol"] == "websocket"
