@@ -52,6 +52,13 @@ _LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
 RenderLogin = Callable[[Request, str, str | None], Awaitable[Response] | Response]
 
 
+def _same(given: str, expected: str) -> bool:
+    """Constant-time equality that does not leak the expected length (digests are fixed-size)."""
+    a = hashlib.sha256(given.encode("utf-8", "surrogatepass")).digest()
+    b = hashlib.sha256(expected.encode("utf-8", "surrogatepass")).digest()
+    return hmac.compare_digest(a, b)
+
+
 def _auth_of(config: AnalyticsConfig | AuthConfig | None) -> AuthConfig | None:
     if isinstance(config, AnalyticsConfig):
         return config.auth
@@ -91,14 +98,14 @@ class Authenticator:
         """True when ``token`` equals the configured bearer token (constant time)."""
         if self.config.token is None:
             return False
-        return hmac.compare_digest(token.encode(), self.config.token.encode())
+        return _same(token, self.config.token)
 
     def check_password(self, username: str, password: str) -> bool:
         """True when username and password both match (constant time, no short-circuit)."""
         if self.config.username is None or self.config.password is None:
             return False
-        user_ok = hmac.compare_digest(username.encode(), self.config.username.encode())
-        pass_ok = hmac.compare_digest(password.encode(), self.config.password.encode())
+        user_ok = _same(username, self.config.username)
+        pass_ok = _same(password, self.config.password)
         return user_ok & pass_ok
 
     def check_authorization(self, header: str) -> bool:
