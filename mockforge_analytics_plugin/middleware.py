@@ -102,6 +102,7 @@ class CaptureMiddleware:
         # Paths repeat: remember the exclusion verdict (bounded; cleared when full).
         self._excluded_cache: dict[str, bool] = {}
         self._logged_failure = False
+        self._build_fn = self._build  # one bound method, not one per request
 
     def _excluded(self, path: str) -> bool:
         """Whether a path is the mount, under it, or matches exclude_paths (cached verdict)."""
@@ -135,7 +136,8 @@ class CaptureMiddleware:
             else:
                 await self.app(scope, receive, send)
             return
-        path, outer_root = self._route_path(scope)
+        outer_root = scope.get("root_path", "")
+        path = self._route_path(scope)[0] if outer_root else scope["path"]
         excluded = self._excluded_cache.get(path)
         if excluded is None:
             excluded = self._excluded(path)
@@ -215,7 +217,7 @@ class CaptureMiddleware:
                 # Only references and numbers here; parsing happens when the recorder folds its
                 # batch (cache-warm, off this request's path). The scope itself is not kept.
                 recorder.record_raw((
-                    self._build, ts, protocol, path, outer_root, status,
+                    self._build_fn, ts, protocol, path, outer_root, status,
                     (end - start) * 1000.0, (first_byte - start) * 1000.0 if first_byte else 0.0,
                     sent, received, read_any, error_type, error_message, in_flight,
                     scope.get("headers"), scope.get("client"), scope.get("mockforge"),

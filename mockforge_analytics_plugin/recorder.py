@@ -35,11 +35,11 @@ log = logging.getLogger(__name__)
 MAX_CLIENT_ENDPOINTS = 100  # distinct "METHOD endpoint" keys per client delta; the rest -> __other__
 _CAP_MINUTES_KEPT = 5  # late requests (long ones) still find their minute's cap sets
 _TRIM_LOW_WATER = 0.9  # the request path trims to 90% of the bound so it does not trim every call
-# record() only appends; requests are folded into the buffers in small batches: folding in a
-# tight loop keeps the buffers in the CPU cache (measured inside the host: 3.7 µs per request
-# folded between requests, 2 µs in a batch). Small, so few pending objects survive into the
-# garbage collector's older generations. Every read folds first, so nothing is stale.
-_BATCH = 32
+# record() only appends; requests are folded into the buffers in batches: folding in a tight
+# loop keeps the buffers in the CPU cache. Measured inside the example host (CPU µs per request
+# above a no-op layer): folding one at a time +8.1, batches of 8 +8.2, 32 +6.2, 128 +5.1,
+# 512 +5.4. Every read folds first, so nothing is stale.
+_BATCH = 128
 
 
 class _MinuteCaps:

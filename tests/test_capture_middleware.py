@@ -421,3 +421,22 @@ async def test_real_recorder_builds_deferred_requests_in_batches() -> None:
     (key,) = snap.series
     assert key.endpoint == "/users/{id}" and key.test_run == "r1" and snap.series[key].request_count == 300
     assert recorder.totals["requests"] == 300 and recorder.recent(1)[0].path == "/users/299"
+
+
+async def test_server_root_path_is_stripped_before_templates_and_exclusion() -> None:
+    app, rec, _ = build()
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        return None
+
+    for path in ("/prefix/users/5", "/prefix/analytics/api/overview", "/prefix/v2/shop/items/9"):
+        scope = http_scope(path)
+        scope["root_path"] = "/prefix"
+        await app(scope, receive, send)
+    assert [(x.path, x.endpoint) for x in rec.items] == [
+        ("/users/5", "/users/{id}"),
+        ("/v2/shop/items/9", "/v2/shop/items/{item_id}"),
+    ]
