@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import fnmatch
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -13,6 +13,7 @@ from urllib.parse import urlencode
 from . import query
 from .charts import Series, bar_chart, heatmap, line_chart
 from .params import ParamError, QueryParams
+from .store.queries import glob_pattern
 
 __all__ = [
     "ENDPOINT_SORTS",
@@ -220,7 +221,7 @@ async def endpoint_page(runtime: Any, qp: QueryParams, filters: Mapping[str, str
     req = await src.request_series(qp, "status_class")
     lat = await src.latency_series(qp)
     status_items, status_classes = _status_items(await src.status_codes(qp))
-    clients = await src.clients(_series_free(qp), 10, f"{qp.method[0]} {qp.endpoint}" if qp.method else None)
+    clients = await src.endpoint_clients(qp, 10)
     events = await src.error_events(qp, 20)
     return {
         "cards": [  # connections are host-wide; clients per endpoint are listed in their own panel
@@ -234,7 +235,7 @@ async def endpoint_page(runtime: Any, qp: QueryParams, filters: Mapping[str, str
             _latency_series(lat), title="Latency percentiles", unit="ms", y_label="latency"
         ),
         "status_chart": bar_chart(status_items, title="Status codes", classes=status_classes),
-        "clients": clients["clients"],
+        "clients": clients,
         "error_events": events,
     }
 
@@ -344,16 +345,35 @@ class QuerySource:
         totals = await hourly_totals(self.conn, qp, end - days * 86400, end)
         return heatmap_cells(totals, UTC)
 
-    async def clients(self, qp: QueryParams, limit: int, endpoint_key: str | None = None) -> dict[str, Any]:
-        """Clients and test runs, busiest first; `endpoint_key` keeps one endpoint's requests."""
+    async def clients(self, qp: QueryParams, limit: int) -> dict[str, Any]:
+        """Clients and test runs, busiest first (the figures of ``GET /api/client-analysis``)."""
         from .api_clients import rank_clients
-        from .store.queries_clients import client_rows
 
-        rows = await client_rows(self.conn, qp)
-        if endpoint_key is not None:  # clients are hourly rows; endpoint counts ride along as JSON
-            rows = [_only_endpoint(r, endpoint_key) for r in rows]
-            rows = [r for r in rows if r["request_count"]]
-        return rank_clients(rows, "requests", limit)
+        return await rank_clients(self.conn, qp, "requests", limit)
+
+    async def endpoint_clients(self, qp: QueryParams, limit: int) -> list[dict[str, Any]]:
+        """Clients of the page's endpoint (and method), busiest first, with their requests to it.
+
+        Client rows have no endpoint column: the window and the client-row filters select the
+        rows, and each row's endpoint counts ("METHOD /template") give the requests to this one.
+        """
+        from .api_clients import figures_by
+        from .store.queries_clients import endpoint_rows
+
+        rows_qp = _series_free(qp)
+        counts: dict[str, int] = {}
+        for client, key, n in await endpoint_rows(self.conn, rows_qp, "client_ip"):
+            method, _, endpoint = str(key).partition(" ")
+            if _endpoint_matches(qp, method, endpoint):
+                counts[client] = counts.get(client, 0) + int(n)
+        if not counts:
+            return []
+        figures = await figures_by(self.conn, rows_qp, "client_ip")
+        ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
+        return [
+            {"client": c, "user_agent": figures.get(c, {}).get("user_agent", ""), "request_count": n}
+            for c, n in ranked
+        ]
 
     async def recent_requests(self, qp: QueryParams, limit: int) -> list[dict[str, Any]]:
         """The recorder's ring of recent requests, filtered, newest first."""
@@ -369,20 +389,12 @@ class QuerySource:
         return out
 
 
-def _only_endpoint(row: Mapping[str, Any], key: str) -> dict[str, Any]:
-    """A client row reduced to its requests of one endpoint ("GET /x"); other figures dropped."""
-    try:
-        counts = json.loads(row.get("endpoint_counts") or "{}")
-    except ValueError:
-        counts = {}
-    n = counts.get(key, 0) if isinstance(counts, dict) else 0
-    return {
-        **row,
-        "request_count": n if isinstance(n, int) else 0,
-        "error_count": 0,
-        "latency_sum": 0.0,
-        "latency_count": 0,
-        "bytes_sent": 0,
-        "bytes_received": 0,
-        "endpoint_counts": json.dumps({key: n}),
-    }
+def _endpoint_matches(qp: QueryParams, method: str, endpoint: str) -> bool:
+    """True when a client row's "METHOD /template" count belongs to the page's endpoint filter."""
+    if qp.method is not None and method.upper() not in {m.upper() for m in qp.method}:
+        return False
+    if qp.endpoint is None:
+        return True
+    if qp.endpoint_is_glob:  # only '*' is special, as in the query layer
+        return fnmatch.fnmatchcase(endpoint, glob_pattern(qp.endpoint))
+    return endpoint == qp.endpoint

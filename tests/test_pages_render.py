@@ -77,12 +77,25 @@ async def test_every_page_renders_with_data(host, page):
     assert "Traceback" not in r.text and "No traffic yet" not in r.text
 
 
+EMPTY_HINTS = {  # each page's own empty state, and what it tells the user to do
+    "/": ("No traffic yet in this window.", "curl http://"),
+    "/endpoints": ("No traffic yet in this window.", "curl http://"),
+    "/endpoint?endpoint=/api/users/{id}&method=GET": (
+        "No requests to this endpoint in this window.",
+        "curl -X GET http://",
+    ),
+    "/errors": ("No errors in this window.", "status 400 or above"),
+    "/clients": ("No traffic yet in this window.", "curl http://"),
+    "/requests": ("No traffic yet in this window.", "curl http://"),
+}
+
+
 @pytest.mark.parametrize("page", PAGES)
 async def test_every_page_renders_empty_with_a_hint(empty_host, page):
     r = await empty_host.client.get("/analytics" + page)
     assert r.status_code == 200
-    assert "No traffic yet" in r.text or "No requests to this endpoint" in r.text or "No errors" in r.text
-    assert "curl" in r.text or "No errors" in r.text
+    message, hint = EMPTY_HINTS[page]
+    assert message in r.text and hint in r.text
 
 
 async def test_overview_cards_show_the_recorded_numbers_with_threshold_colours(host):
@@ -130,6 +143,24 @@ async def test_endpoint_detail_shows_its_clients_and_errors(host):
     assert "<h1>GET /boom</h1>" in html
     assert "<code>bob</code>" in html and "<code>alice</code>" not in html
     assert html.count("HTTP 500") == 2
+
+
+def _client_counts(html: str) -> dict[str, str]:
+    panel = html.split('<h2 id="cl-h">Clients</h2>', 1)[1].split("</section>", 1)[0]
+    row = r'<code>([^<]*)</code></th><td class="ua">[^<]*</td><td class="num">([^<]*)</td>'
+    return dict(re.findall(row, panel))
+
+
+async def test_endpoint_detail_counts_each_clients_requests_to_that_endpoint(host):
+    # Exact template, a glob, and a method the endpoint was never called with.
+    exact = (await host.page("/endpoint", endpoint="/api/users/{id}", method="GET")).text
+    assert _client_counts(exact) == {"alice": "10"}
+    glob = (await host.page("/endpoint", endpoint="/api/*", method="GET")).text
+    assert _client_counts(glob) == {"alice": "10"}
+    boom = (await host.page("/endpoint", endpoint="/boom", method="GET")).text
+    assert _client_counts(boom) == {"bob": "2"}
+    post = (await host.page("/endpoint", endpoint="/boom", method="POST")).text
+    assert _client_counts(post) == {} and "No client data for this endpoint" in post
 
 
 async def test_store_unavailable_is_an_error_state_not_a_traceback(host):
