@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from .envelope import api_endpoint, now_of, ok
+from .envelope import api_endpoint, fail, now_of, ok
 
 __all__ = ["list_sources", "sources_routes"]
 
@@ -61,6 +61,8 @@ def list_sources(runtime: Any, now: float) -> list[dict[str, Any]]:
 @api_endpoint
 async def sources(request: Request) -> Response:
     """List the data sources with their last successful ingest, last error and lag."""
+    if request.query_params:  # no filter here: one given is named, never silently ignored
+        return fail(400, f"{next(iter(request.query_params))}: this route takes no parameters")
     runtime = request.app.state.runtime
     now = now_of(request)
     return ok(list_sources(runtime, now), now=now)

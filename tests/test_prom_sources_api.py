@@ -93,3 +93,12 @@ async def test_sources_without_prometheus_or_flusher():
     (middleware,) = body["data"]
     assert middleware["dropped"]["endpoint_overflow"] == 3 and middleware["last_flush_at"] is None
     assert middleware["lag_seconds"] is None
+
+
+async def test_sources_names_a_parameter_it_does_not_take():
+    runtime = SimpleNamespace(clock=lambda: NOW, flusher=None, recorder=None, prometheus=None, instance="me")
+    transport = httpx.ASGITransport(app=_app(runtime))
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        response = await client.get("/analytics/api/sources", params={"source": "prometheus"})
+    assert response.status_code == 400
+    assert response.json()["error"].startswith("source:")
