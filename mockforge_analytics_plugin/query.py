@@ -14,7 +14,7 @@ from typing import Any
 
 import aiosqlite
 
-from .histogram import bucket_value, merge_into, quantiles
+from .histogram import bucket_value, merge_blobs, merge_into, quantiles
 from .params import QueryParams
 from .store.queries import (
     Counters,
@@ -77,13 +77,16 @@ async def percentiles_by_key(
 ) -> dict[Hashable, list[float | None]]:
     """Merge histogram rows (bucket, series_id, blob) per `key_of(bucket, series_id)`; return quantiles."""
     if USE_NUMPY:
-        blobs: dict[Hashable, list[bytes]] = {}
+        ids: dict[Hashable, int] = {}
+        row_ids: list[int] = []
+        blobs: list[bytes] = []
         async for rows in chunks:
             for bucket, sid, blob in rows:
                 key = key_of(bucket, sid)
                 if key is not None and blob:
-                    blobs.setdefault(key, []).append(blob)
-        return {key: _np_quantiles(b"".join(parts), qs) for key, parts in blobs.items()}
+                    row_ids.append(ids.setdefault(key, len(ids)))
+                    blobs.append(blob)
+        return _np_grouped_quantiles(ids, row_ids, blobs, qs)
     hists: dict[Hashable, dict[int, int]] = {}
     async for rows in chunks:
         for bucket, sid, blob in rows:
@@ -108,6 +111,36 @@ def _np_quantiles(blob: bytes, qs: tuple[float, ...]) -> list[float | None]:
     return [bucket_value(int(i)) for i in idx]
 
 
+_MAX_DENSE_CELLS = 4_000_000  # keys x bucket indices held at once (32 MB of float64)
+
+
+def _np_grouped_quantiles(
+    ids: dict[Hashable, int], row_ids: list[int], blobs: list[bytes], qs: tuple[float, ...]
+) -> dict[Hashable, list[float | None]]:
+    """Quantiles per key in one vectorised pass: a dense (keys x bucket index) count matrix."""
+    if not blobs:
+        return {}
+    pairs = _np.frombuffer(b"".join(blobs), dtype=_PAIR_DTYPE)
+    index = pairs["i"].astype(_np.int64)
+    width = int(index.max()) + 1
+    if len(ids) * width > _MAX_DENSE_CELLS:  # too many keys for one matrix: key by key
+        parts: dict[int, list[bytes]] = {}
+        for rid, blob in zip(row_ids, blobs, strict=True):
+            parts.setdefault(rid, []).append(blob)
+        return {key: _np_quantiles(b"".join(parts[rid]), qs) for key, rid in ids.items()}
+    lengths = _np.fromiter((len(b) for b in blobs), dtype=_np.int64, count=len(blobs)) // _PAIR_DTYPE.itemsize
+    keys = _np.repeat(_np.asarray(row_ids, dtype=_np.int64), lengths)
+    dense = _np.bincount(keys * width + index, weights=pairs["c"], minlength=len(ids) * width)
+    cum = _np.cumsum(dense.reshape(len(ids), width), axis=1)
+    total = cum[:, -1]
+    # First bucket whose cumulative count exceeds q*(n-1): the number of buckets at or below it.
+    found = [(cum <= (q * (total - 1))[:, None]).sum(axis=1) for q in qs]
+    out: dict[Hashable, list[float | None]] = {}
+    for key, rid in ids.items():
+        out[key] = [bucket_value(int(f[rid])) for f in found] if total[rid] > 0 else [None for _ in qs]
+    return out
+
+
 def _latency_fields(c: Counters | None, pcts: list[float | None] | None) -> dict[str, Any]:
     p50, p95, p99 = pcts or (None, None, None)
     return {
@@ -127,12 +160,39 @@ async def overview(
     top_n: int = 10,
     markers: Markers | None = None,
 ) -> dict[str, Any]:
-    """The overview cards of the window (DESIGN.md §5): totals, percentiles, rates, top lists."""
+    """The overview cards of the window (DESIGN.md §5): totals, percentiles, rates, top lists.
+
+    One counter pass per series and one histogram pass serve the totals, the protocol list and
+    the top endpoints alike.
+    """
     markers = markers or await read_markers(conn)
-    totals = (await sum_counters(conn, p, markers)).get((), Counters())
-    pcts = (await percentiles_by_key(iter_histograms(conn, p, markers), lambda b, s: 0)).get(0)
-    protocols = await protocol_breakdown(conn, p, markers=markers)
-    top_p = _replace_top(p, top_n)
+    lookup = await series_lookup(conn, p, _ENDPOINT_DIMS)
+    per_series = await sum_counters(conn, p, markers, dims=("series_id",))
+    totals = Counters()
+    by_protocol: dict[tuple[Any, ...], Counters] = {}
+    by_endpoint: dict[tuple[Any, ...], Counters] = {}
+    for (sid,), c in per_series.items():
+        totals.merge(c)
+        dims = lookup.get(sid)
+        if dims is None:  # a series created after the lookup: counted in totals only
+            continue
+        by_protocol.setdefault((dims[2],), Counters()).merge(c)
+        by_endpoint.setdefault(dims, Counters()).merge(c)
+    blobs: dict[int, list[bytes]] = {}
+    async for rows in iter_histograms(conn, p, markers):
+        for _, sid, blob in rows:
+            if blob:
+                blobs.setdefault(sid, []).append(blob)
+    pcts = _quantiles_of([b for parts in blobs.values() for b in parts])
+    top = _endpoint_rows(by_endpoint, "requests")[:top_n]
+    wanted = {(r["endpoint"], r["method"], r["protocol"]): r for r in top}
+    group_blobs: dict[tuple[Any, ...], list[bytes]] = {}
+    for sid, parts in blobs.items():
+        key = lookup.get(sid)
+        if key in wanted:
+            group_blobs.setdefault(key, []).extend(parts)
+    for key, r in wanted.items():
+        _finish_endpoint_row(r, _quantiles_of(group_blobs.get(key, [])))
     dropped = dropped or {}
     return {
         "total_requests": totals.request_count,
@@ -150,9 +210,9 @@ async def overview(
         "unique_clients": await unique_clients(conn, p),
         "top_protocols": [
             {k: row[k] for k in ("protocol", "request_count", "error_count", "avg_latency_ms")}
-            for row in protocols
+            for row in _protocol_rows(by_protocol)
         ],
-        "top_endpoints": await top_endpoints(conn, top_p, markers=markers),
+        "top_endpoints": top,
         "dropped_events": dropped.get("buffer_dropped_requests", 0)
         + dropped.get("buffer_dropped_error_events", 0),
         "drops": dropped,
@@ -160,10 +220,13 @@ async def overview(
     }
 
 
-def _replace_top(p: QueryParams, top_n: int) -> QueryParams:
-    from dataclasses import replace
-
-    return replace(p, limit=top_n, sort="requests")
+def _quantiles_of(blobs: list[bytes], qs: tuple[float, ...] = QUANTILES) -> list[float | None]:
+    """Quantiles of the merge of packed histograms."""
+    if not blobs:
+        return [None for _ in qs]
+    if USE_NUMPY:
+        return _np_quantiles(b"".join(blobs), qs)
+    return quantiles(merge_blobs(blobs), qs)
 
 
 async def requests_series(
@@ -246,6 +309,25 @@ async def top_endpoints(
     markers = markers or await read_markers(conn)
     sort = p.sort or "requests"
     sums = await sum_counters(conn, p, markers, dims=_ENDPOINT_DIMS)
+    need_all = sort in ("p95", "p99")  # ranking by a percentile needs every endpoint's histogram
+    rows = _endpoint_rows(sums, "requests" if need_all else sort)
+    if not need_all:
+        rows = rows[: p.limit]
+    wanted = {(r["endpoint"], r["method"], r["protocol"]) for r in rows}
+    lookup = await series_lookup(conn, p, _ENDPOINT_DIMS)
+    ids = [sid for sid, key in lookup.items() if key in wanted]
+    chunks = iter_histograms(conn, p, markers, series_ids=None if need_all else ids)
+    pcts = await percentiles_by_key(chunks, lambda b, sid: lookup.get(sid))
+    for r in rows:
+        _finish_endpoint_row(r, pcts.get((r["endpoint"], r["method"], r["protocol"])))
+    if need_all:
+        rows.sort(key=_sort_key(sort))
+        rows = rows[: p.limit]
+    return rows
+
+
+def _endpoint_rows(sums: dict[tuple[Any, ...], Counters], sort: str) -> list[dict[str, Any]]:
+    """Rows of (endpoint, method, protocol) sums, ranked by `sort` (percentiles filled in later)."""
     rows = [
         {
             "endpoint": k[0],
@@ -259,23 +341,14 @@ async def top_endpoints(
         for k, c in sums.items()
         if c.request_count
     ]
-    need_all = sort in ("p95", "p99")
-    if not need_all:
-        rows.sort(key=_sort_key(sort))
-        rows = rows[: p.limit]
-    wanted = {(r["endpoint"], r["method"], r["protocol"]) for r in rows}
-    lookup = await series_lookup(conn, p, _ENDPOINT_DIMS)
-    ids = [sid for sid, key in lookup.items() if key in wanted]
-    chunks = iter_histograms(conn, p, markers, series_ids=None if need_all else ids)
-    pcts = await percentiles_by_key(chunks, lambda b, sid: lookup.get(sid))
-    for r in rows:
-        c = r.pop("_c")
-        r.update(_latency_fields(c, pcts.get((r["endpoint"], r["method"], r["protocol"]))))
-        r.update(bytes_sent=c.bytes_sent, bytes_received=c.bytes_received)
-    if need_all:
-        rows.sort(key=_sort_key(sort))
-        rows = rows[: p.limit]
+    rows.sort(key=_sort_key(sort))
     return rows
+
+
+def _finish_endpoint_row(r: dict[str, Any], pcts: list[float | None] | None) -> None:
+    c = r.pop("_c")
+    r.update(_latency_fields(c, pcts))
+    r.update(bytes_sent=c.bytes_sent, bytes_received=c.bytes_received)
 
 
 def _sort_key(sort: str) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
@@ -302,7 +375,10 @@ async def protocol_breakdown(
 ) -> list[dict[str, Any]]:
     """Per protocol: requests, errors, error rate, avg latency, bytes, sessions and share (percent)."""
     markers = markers or await read_markers(conn)
-    sums = await sum_counters(conn, p, markers, dims=("protocol",))
+    return _protocol_rows(await sum_counters(conn, p, markers, dims=("protocol",)))
+
+
+def _protocol_rows(sums: dict[tuple[Any, ...], Counters]) -> list[dict[str, Any]]:
     total = sum(c.request_count for c in sums.values())
     rows = [
         {

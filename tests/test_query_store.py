@@ -123,20 +123,30 @@ async def test_grouped_and_bucketed_sums(tmp_path):
         await store.close()
 
 
-async def test_query_plans_use_the_primary_key(tmp_path):
+async def test_query_plans_use_the_key_or_the_covering_counter_index(tmp_path):
+    from mockforge_analytics_plugin.store.queries import _SUMS
+
     store = await open_store(tmp_path / "q.db", make_events(n=200))
     try:
         p = params(start_time=DAY0, end_time=DAY0 + DAY, protocol="http", endpoint="/api/*")
         flt, fargs = series_filter(p)
         for table in ("metrics_aggregates_minute", "metrics_aggregates_hour", "metrics_aggregates_day"):
-            sql = (
-                f"EXPLAIN QUERY PLAN SELECT SUM(m.request_count) FROM {table} AS m"
-                f" WHERE m.timestamp >= ? AND m.timestamp < ?{flt}"
-            )
-            async with store.reader.execute(sql, [DAY0, DAY0 + DAY, *fargs]) as cur:
-                plan = " | ".join(row[-1] for row in await cur.fetchall())
-            assert "SEARCH m USING PRIMARY KEY (timestamp>? AND timestamp<?)" in plan, plan
-            assert "LIST SUBQUERY" in plan and "SCAN m" not in plan, plan
+            where = f"FROM {table} AS m WHERE m.timestamp >= ? AND m.timestamp < ?{flt}"
+            counters = f"SELECT {_SUMS} {where}"
+            hists = f"SELECT m.series_id, m.histogram {where}"
+            plans = []
+            for sql in (counters, hists):
+                async with store.reader.execute(
+                    "EXPLAIN QUERY PLAN " + sql, [DAY0, DAY0 + DAY, *fargs]
+                ) as cur:
+                    plans.append(" | ".join(row[-1] for row in await cur.fetchall()))
+            counter_access = (
+                "PRIMARY KEY" if table.endswith("minute") else f"COVERING INDEX {table}_counters"
+            )  # migrations/0003: counters of roll-up rows without their blobs
+            assert f"SEARCH m USING {counter_access} (timestamp>? AND timestamp<?)" in plans[0], plans[0]
+            assert "SEARCH m USING PRIMARY KEY (timestamp>? AND timestamp<?)" in plans[1], plans[1]
+            for plan in plans:
+                assert "LIST SUBQUERY" in plan and "SCAN m" not in plan, plan
     finally:
         await store.close()
 

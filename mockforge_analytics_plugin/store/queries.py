@@ -63,6 +63,7 @@ COUNTER_COLUMNS = (
 )
 # Group-by name -> SQL expression over `series AS s` (status_class: 2 for 2xx).
 DIMENSIONS = {
+    "series_id": "m.series_id",  # no join needed
     "protocol": "s.protocol",
     "method": "s.method",
     "endpoint": "s.endpoint",
@@ -269,7 +270,8 @@ async def sum_counters(
     coarsest = _coarsest_for(step)
     out: dict[tuple[Any, ...], Counters] = {}
     flt, fargs = series_filter(p)
-    join = " JOIN series AS s ON s.series_id = m.series_id" if dims else ""
+    needs_join = any(d != "series_id" for d in dims)
+    join = " JOIN series AS s ON s.series_id = m.series_id" if needs_join else ""
     keys: list[str] = []
     kargs: list[Any] = []
     if step is not None:
@@ -304,7 +306,7 @@ async def iter_histograms(
     *,
     step: int | None = None,
     series_ids: Iterable[int] | None = None,
-    chunk: int = 2000,
+    chunk: int = 10000,
 ) -> AsyncIterator[list[tuple[int, int, bytes]]]:
     """Yield chunks of (bucket start or 0, series_id, histogram blob) over the window."""
     coarsest = _coarsest_for(step)
