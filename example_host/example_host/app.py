@@ -17,8 +17,8 @@ from starlette.routing import BaseRoute, Host, Mount
 from . import __version__
 from .config import ConfigError, HostConfig, validate_config
 from .context import HostContext
-from .introspection import HOST_STATE_KEY
-from .mock_routes import MockScopeMiddleware, build_mock_routes, make_not_found
+from .introspection import HOST_STATE_KEY, RootIndexRoute
+from .mock_routes import MockScopeMiddleware, build_mock_routes, install_injected_error_filter, make_not_found
 from .plugins import PluginError, call_each, load_plugins
 
 __all__ = ["STARTUP_ERRORS", "build_app", "is_loopback"]
@@ -75,7 +75,7 @@ def build_app(
         cfg.plugins, plugins=plugins, discover=plugins is None if discover is None else discover, env=env
     )
     by_name = {info.name: info for info in infos}
-    host.state[HOST_STATE_KEY] = {"plugins": infos}
+    host.state[HOST_STATE_KEY] = {"plugins": infos, "routes": cfg.routes}
 
     # configure: each plugin separately, so an error names it.
     for impl in pm.hook.mockforge_configure.get_hookimpls():
@@ -115,11 +115,15 @@ def build_app(
                 stack.push_async_callback(_cancel, task)
             yield
 
-    app = Starlette(routes=[*plugin_routes, *mock_routes], middleware=middleware, lifespan=lifespan)
+    # The index at `/` comes last: a mock route answering `GET /` (or a plugin's) wins over it.
+    routes = [*plugin_routes, *mock_routes, RootIndexRoute(host)]
+    app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
     app.router.default = make_not_found(cfg)
     app.state.host = host
     app.state.plugin_manager = pm
     app.state.host_config = cfg
+    # The server logs an exception a `raise:` route raised on purpose as one line, no traceback.
+    install_injected_error_filter()
     return app
 
 

@@ -38,9 +38,11 @@ middleware passed down is the one that gets filled. Keys:
 - ``injected_latency_ms`` (float): the delay actually slept, 0.0 if none;
 - ``fault_injected`` (bool): the response is an injected fault.
 
-Requests to plugin routes, ``/metrics`` and ``/__mockforge/*`` carry ``matched=False`` with
-``route_template=None``; Starlette (>= 1.7) also sets ``scope["route"]`` for whatever route
-matched (inside a ``Mount`` its path is relative to the mount).
+Requests to plugin routes, ``/metrics``, ``/__mockforge/*`` and the host's index at ``/``
+carry ``matched=False`` with ``route_template=None``, and so do the host's 404 (no mock route
+matches) and its 405 (a mock route has the path but not the method). Starlette (>= 1.7) also
+sets ``scope["route"]`` for whatever route matched (inside a ``Mount`` its path is relative to
+the mount; for a 405 it is the mock route whose path matched).
 """
 
 from __future__ import annotations

@@ -1,30 +1,43 @@
-"""Mock routes built from the config: responses, latency and fault injection, the 404 handler."""
+"""Mock routes built from the config: responses, latency and fault injection, the 404 and 405
+answers, and the log filter that shortens the tracebacks of `raise:` routes."""
 
 from __future__ import annotations
 
 import asyncio
 import difflib
+import logging
 import random
 import re
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import BaseRoute, Route, WebSocketRoute
+from starlette.routing import BaseRoute, Match, Route, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from .config import HostConfig, RouteSpec
 
 __all__ = [
+    "INJECTED_ROUTE_ATTR",
+    "InjectedErrorLogFilter",
+    "MockRoute",
     "MockScopeMiddleware",
     "build_mock_routes",
     "closest_route",
     "fault_rng",
+    "injected_error",
+    "injected_route_id",
+    "install_injected_error_filter",
     "latency_rng",
+    "make_method_not_allowed",
     "make_not_found",
     "substitute",
 ]
+
+# Attribute a `raise:` route puts on the RuntimeError it raises: the route's id. The exception
+# keeps its type (plugins record "RuntimeError"); only the host's log filter looks at the mark.
+INJECTED_ROUTE_ATTR = "mockforge_raise_route"
 
 _PLACEHOLDER = re.compile(r"{([a-zA-Z_][a-zA-Z0-9_]*)}")
 
@@ -129,7 +142,7 @@ class _MockEndpoint:
             response.headers["X-Mockforge-Fault"] = "1"
             return response
         if spec.raise_message is not None:
-            raise RuntimeError(spec.raise_message)
+            raise injected_error(spec.raise_message, spec.id)
         response = _render(substitute(spec.body, request.path_params), spec.status, spec.has_body)
         for name, value in spec.headers.items():
             response.headers[name] = substitute(value, request.path_params)
@@ -178,16 +191,65 @@ def _render(body: Any, status: int, has_body: bool) -> Response:
     return JSONResponse(body, status_code=status)
 
 
+class MockRoute(Route):
+    """An HTTP mock route; a method no mock route has for the path gets the host's JSON 405."""
+
+    def __init__(self, spec: RouteSpec, endpoint: Any, method_not_allowed: ASGIApp) -> None:
+        super().__init__(spec.path, endpoint, methods=[spec.method], name=spec.id)
+        self.spec = spec
+        self.method_not_allowed = method_not_allowed
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer a matched request, or the 405 when only the path matched (Starlette's partial)."""
+        if scope["type"] == "http" and self.methods and scope["method"] not in self.methods:
+            await self.method_not_allowed(scope, receive, send)
+            return
+        await super().handle(scope, receive, send)
+
+
+def make_method_not_allowed(config: HostConfig, routes: list[MockRoute]) -> ASGIApp:
+    """The 405 answer for a path some mock route has but not with this method.
+
+    JSON `{"error", "allowed", "closest"}` plus an `Allow` header; `scope["mockforge"]` stays
+    unmatched (matched False, workspace, environment), as for the 404. `routes` is read per
+    request, so the caller may fill the list after this call.
+    """
+
+    async def method_not_allowed(scope: Scope, receive: Receive, send: Send) -> None:
+        method, path = scope.get("method", "GET"), scope.get("path", "/")
+        matching = [route for route in routes if route.matches(scope)[0] is not Match.NONE]
+        allowed = {route.spec.method for route in matching}
+        # A host page answering GET on this path (the index at `/`) makes GET allowed too.
+        probe = {**scope, "method": "GET"}
+        for route in getattr(scope.get("router"), "routes", ()):
+            if getattr(route, "mockforge_host_page", False) and route.matches(probe)[0] is Match.FULL:
+                allowed.add("GET")
+        allow = allowed | {"HEAD"} if "GET" in allowed else allowed
+        info = _scope_info(scope, config)
+        info.update(matched=False, route_template=None, route_id=None)
+        body = {
+            "error": f"no mock route matches {method} {path}",
+            "allowed": sorted(allowed),
+            "closest": closest_route(method, path, tuple(route.spec for route in matching)),
+        }
+        response = JSONResponse(body, status_code=405, headers={"Allow": ", ".join(sorted(allow))})
+        await response(scope, receive, send)
+
+    return method_not_allowed
+
+
 def build_mock_routes(config: HostConfig) -> list[BaseRoute]:
     """Starlette routes for every mock route of the config, in config order."""
     routes: list[BaseRoute] = []
+    http_routes: list[MockRoute] = []
+    method_not_allowed = make_method_not_allowed(config, http_routes)
     for spec in config.routes:
         if spec.websocket is not None:
             routes.append(WebSocketRoute(spec.path, _EchoEndpoint(spec, config).handle, name=spec.id))
         else:
-            routes.append(
-                Route(spec.path, _MockEndpoint(spec, config).handle, methods=[spec.method], name=spec.id)
-            )
+            route = MockRoute(spec, _MockEndpoint(spec, config).handle, method_not_allowed)
+            http_routes.append(route)
+            routes.append(route)
     return routes
 
 
@@ -226,3 +288,46 @@ def make_not_found(config: HostConfig) -> ASGIApp:
         await JSONResponse(body, status_code=404)(scope, receive, send)
 
     return not_found
+
+
+def injected_error(message: str, route_id: str) -> RuntimeError:
+    """The RuntimeError a `raise:` route raises, marked with the route's id."""
+    exc = RuntimeError(message)
+    setattr(exc, INJECTED_ROUTE_ATTR, route_id)
+    return exc
+
+
+def injected_route_id(exc: BaseException | None) -> str | None:
+    """The id of the `raise:` route that raised `exc` (for a group: that raised all of it), else None."""
+    if isinstance(exc, BaseExceptionGroup):
+        ids = [injected_route_id(inner) for inner in exc.exceptions]
+        return ids[0] if ids and all(i is not None for i in ids) else None
+    route_id = getattr(exc, INJECTED_ROUTE_ATTR, None)
+    return route_id if isinstance(route_id, str) else None
+
+
+class InjectedErrorLogFilter(logging.Filter):
+    """Shorten a logged exception raised on purpose by a `raise:` mock route to one line.
+
+    Any other record, including every unexpected exception, passes through unchanged.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite the record when its exception is an injected one; never drop a record."""
+        exc = record.exc_info[1] if record.exc_info else None
+        route_id = injected_route_id(exc)
+        if exc is None or route_id is None:
+            return True
+        headline = " ".join(record.getMessage().split()) or "Exception in ASGI application"
+        record.msg = "%s: mock route %r raised %s(%r) as configured by its `raise:` key (traceback omitted)"
+        record.args = (headline, route_id, type(exc).__name__, str(exc))
+        record.exc_info = None
+        record.exc_text = None
+        return True
+
+
+def install_injected_error_filter(logger_name: str = "uvicorn.error") -> None:
+    """Add an InjectedErrorLogFilter to the logger the server reports app exceptions on (once)."""
+    logger = logging.getLogger(logger_name)
+    if not any(isinstance(f, InjectedErrorLogFilter) for f in logger.filters):
+        logger.addFilter(InjectedErrorLogFilter())
