@@ -8,6 +8,7 @@ depends on whether a roll-up (or ``traffic_patterns``) has been written yet.
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import aiosqlite
 
@@ -36,7 +37,8 @@ HourTotals = dict[int, list[float]]  # hour start -> [requests, errors, latency_
 async def hourly_totals(db: aiosqlite.Connection, p: QueryParams, start: int, end: int) -> HourTotals:
     """Totals per UTC hour start in [start, end) (both hour-aligned), filtered by ``p``'s filters."""
     window = replace(p, start=start, end=end, granularity="hour")
-    sums = await sum_counters(db, window, await read_markers(db), step=3600)
+    # Counters declares its fields through __slots__ built from a tuple: typed Any for mypy.
+    sums: dict[tuple[Any, ...], Any] = await sum_counters(db, window, await read_markers(db), step=3600)
     return {
         int(key[0]): [c.request_count, c.error_count, c.latency_sum, c.latency_count]
         for key, c in sums.items()
