@@ -8,9 +8,10 @@ closed) never raises into the caller: the snapshot goes back into the recorder, 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
@@ -168,6 +169,16 @@ class Flusher:
             self.suppressed_warnings += 1
         duration_ms = (time.perf_counter() - started) * 1000.0
         return FlushResult(False, snapshot.request_count(), {}, duration_ms, message)
+
+    @contextlib.asynccontextmanager
+    async def paused(self) -> AsyncIterator[None]:
+        """Hold off every flush (a swap and its write) for the block, e.g. ``POST /reset``.
+
+        A flush that already swapped the buffers finishes its write first, so nothing taken
+        from the recorder before the block is written after it.
+        """
+        async with self._lock:
+            yield
 
     async def run(self) -> None:
         """Flush every ``flush_interval_seconds`` until cancelled; errors are logged and counted."""

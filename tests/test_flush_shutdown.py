@@ -151,3 +151,36 @@ async def test_cancel_during_a_failing_write_puts_data_back(tmp_path: Path) -> N
     assert flusher.failures == 1 and "disk I/O" in (flusher.last_error or "")
     assert _sum(path) == 8  # restored, then written by close()
     assert recorder.buffered_requests() == 0
+
+
+async def test_paused_waits_for_a_swapped_write_and_holds_off_the_next_flush(tmp_path: Path) -> None:
+    path = tmp_path / "p.db"
+    cfg = AnalyticsConfig()
+    recorder = Recorder(cfg, "inst")
+    store = await SQLiteStore.open(path)
+    flusher = Flusher(recorder, store, cfg, clock=lambda: T0 + 5)
+    try:
+        _record(recorder, 7, T0)
+        await store.write_lock.acquire()  # the flush below swaps, then waits to write
+        in_flight = asyncio.ensure_future(flusher.flush_once())
+        await asyncio.sleep(0.02)
+        assert recorder.buffered_requests() == 0  # swapped out: clearing the recorder misses it
+        entered = asyncio.Event()
+
+        async def reset() -> None:
+            async with flusher.paused():
+                entered.set()
+                assert _sum(path) == 7  # the swapped write landed before the block
+                _record(recorder, 3, T0)  # arrives during the block
+                await asyncio.sleep(0.05)
+                assert _sum(path) == 7  # no flush ran inside the block
+
+        job = asyncio.ensure_future(reset())
+        await asyncio.sleep(0.02)
+        assert not entered.is_set()
+        store.write_lock.release()
+        await asyncio.gather(in_flight, job)
+        assert (await flusher.flush_once()).requests == 3
+        assert _sum(path) == 10
+    finally:
+        await store.close()
