@@ -51,6 +51,7 @@ MIN_INTERVAL = 0.1
 MAX_INTERVAL = 3600.0
 MAX_SUBSCRIBERS = 32  # overridden by config.max_stream_subscribers when the config has it
 QUEUE_SIZE = 8
+SHARE_SECONDS = 0.25  # subscribers with the same view share an overview at most this old
 MAX_MESSAGE_BYTES = 16_384
 CLOSE_TRY_AGAIN = 1013
 # Filters the overview honours (everything but the time window, which is duration_seconds here).
@@ -213,6 +214,34 @@ class StreamHub:
 
     limit: int = MAX_SUBSCRIBERS
     subscribers: set[Subscriber] = field(default_factory=set)
+    share_seconds: float = SHARE_SECONDS
+    computed: int = 0  # overviews actually built (the rest were shared)
+    _recent: dict[str, tuple[float, asyncio.Future[dict[str, Any]]]] = field(default_factory=dict)
+
+    def shared(self, build: Builder) -> Builder:
+        """Wrap ``build`` so subscribers asking for the same window and filters share one read.
+
+        A result is reused for ``share_seconds``: with many dashboards open on the default view
+        the store answers one overview per moment, not one per socket.
+        """
+
+        async def shared_build(p: QueryParams, now: float) -> dict[str, Any]:
+            loop = asyncio.get_running_loop()
+            key = repr(p)
+            t = loop.time()
+            hit = self._recent.get(key)
+            if hit is not None and t - hit[0] < self.share_seconds:
+                return await asyncio.shield(hit[1])
+            for stale in [k for k, (at, _) in self._recent.items() if t - at >= self.share_seconds]:
+                del self._recent[stale]
+            future = asyncio.ensure_future(build(p, now))
+            # Retrieve a failure even if every waiter went away, so it is never "unretrieved".
+            future.add_done_callback(lambda f: f.cancelled() or f.exception())
+            self._recent[key] = (t, future)
+            self.computed += 1
+            return await asyncio.shield(future)
+
+        return shared_build
 
     def stats(self) -> dict[str, int]:
         """Subscriber count and messages dropped across current subscribers."""
@@ -272,7 +301,7 @@ async def stream(websocket: WebSocket) -> None:
             sub.config = parse_stream_config(initial, cfg, clock(), runtime.config)
         except ParamError as exc:
             sub.put(_error(exc))
-    build: Builder = getattr(websocket.app.state, "stream_builder", None) or _runtime_builder(runtime)
+    build = hub.shared(getattr(websocket.app.state, "stream_builder", None) or _runtime_builder(runtime))
     hub.subscribers.add(sub)
     tasks = [
         asyncio.create_task(

@@ -110,3 +110,30 @@ async def test_real_socket_that_never_reads(tmp_path):
                 assert fastest.dropped == 0
             finally:
                 stuck.transport.abort()
+
+
+async def test_subscribers_with_the_same_view_share_one_read():
+    calls: list[str] = []
+
+    async def build(p, now):
+        calls.append(repr(p.protocol))
+        await asyncio.sleep(0.01)
+        return {"total_requests": 1}
+
+    hub = StreamHub()
+    shared = hub.shared(build)
+    same = [Subscriber(StreamConfig(interval_seconds=0.1)) for _ in range(4)]
+    other = Subscriber(StreamConfig(interval_seconds=0.1, filters={"protocol": "websocket"}))
+    tasks = [asyncio.create_task(run_producer(s, shared, lambda: 1704285000.0)) for s in [*same, other]]
+    await asyncio.sleep(1.0)
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    # Every subscriber got its messages at the interval...
+    assert all(len(s.queue) + s.dropped >= 9 for s in [*same, other])
+    # ...but the four identical views were read together: one read per 0.25 s (about 4 a
+    # second), not 4 x 10; the other view is read on its own.
+    default_reads = calls.count("None")
+    assert 3 <= default_reads <= 8, calls
+    assert calls.count("('websocket',)") >= 3
+    assert hub.computed == len(calls)
