@@ -13,6 +13,7 @@ from urllib.parse import urlencode
 from . import query
 from .charts import Series, bar_chart, heatmap, line_chart
 from .params import ParamError, QueryParams
+from .sources_api import list_sources
 from .store.queries import glob_pattern
 
 __all__ = [
@@ -180,6 +181,9 @@ async def overview_page(runtime: Any, qp: QueryParams, filters: Mapping[str, str
         "error_events": events,
         "heat_days": HEATMAP_DAYS,
         "heatmap_chart": heatmap(cells),
+        # Each source's freshness, failures and last error (flush for the middleware, ingest for
+        # Prometheus): the same figures as GET /api/sources.
+        "sources": list_sources(runtime, runtime.clock()),
     }
 
 

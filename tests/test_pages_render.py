@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from html.parser import HTMLParser
+from types import SimpleNamespace
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -404,3 +405,39 @@ async def test_overview_group_by_changes_the_request_chart(host):
     assert 'data-series="/api/users/{id}"' in html and 'data-series="/boom"' in html
     r = await host.page("/", group_by="colour")
     assert r.status_code == 400 and "<code>group_by</code>" in r.text
+
+
+async def test_overview_shows_each_sources_freshness_failures_and_last_error(host):
+    now = host.runtime.clock()
+    flush_status = {
+        "buffered_requests": 5,
+        "dropped": {},
+        "last_flush_at": now - 2,
+        "last_flush_rows": 3,
+        "last_error": "OperationalError: database is locked <b>x</b>",
+        "last_error_at": now - 1,
+        "failures": 4,
+    }
+    prom_status = {
+        "name": "prometheus",
+        "url": "http://prom:9090",
+        "last_success_time": None,
+        "lag_seconds": None,
+        "failures": 2,
+        "last_error": {"message": "HTTP 500 from Prometheus", "time": now},
+        "percentile_note": "Percentiles pulled from Prometheus are bounded by the bucket layout.",
+    }
+    host.runtime.flusher = SimpleNamespace(status=lambda: flush_status)
+    host.runtime.prometheus = SimpleNamespace(status=lambda: prom_status)
+    try:
+        html = (await host.page("/")).text
+    finally:
+        del host.runtime.flusher, host.runtime.prometheus
+    panel = html.split('<h2 id="src-h">Data sources</h2>', 1)[1].split("</section>", 1)[0]
+    rows = panel.split("<tr>")[2:]
+    assert len(rows) == 2 and rows[0].startswith('<th scope="row">middleware')
+    assert '<td class="num">2 s</td>' in rows[0] and '<td class="num">4</td>' in rows[0]
+    assert "database is locked &lt;b&gt;x&lt;/b&gt;" in rows[0]
+    assert "<code>http://prom:9090</code>" in rows[1] and "HTTP 500 from Prometheus" in rows[1]
+    assert '<td class="num">2</td>' in rows[1]
+    assert "bounded by the bucket layout" in panel
