@@ -9,7 +9,8 @@ validated with params.py and applies from the next message; a bad one is answere
 
 Per socket, a producer task builds messages into a bounded queue (oldest dropped and counted)
 and a sender task drains it, so a client that reads slowly only loses its own old messages: it
-never delays the flush or other subscribers. The number of subscribers is capped.
+never delays the flush or other subscribers. The number of subscribers is capped, and
+subscribers with the same view share one overview read (at most SHARE_SECONDS old).
 """
 
 from __future__ import annotations
