@@ -248,3 +248,26 @@ def test_endpoint_cap_folds_the_quietest_into_other():
         ("__other__", 500): 1,
     }
     assert sum(got.values()) == 41
+
+
+async def test_a_failed_replace_rolls_back_everything_and_forgets_new_series_ids(tmp_path):
+    from mockforge_analytics_plugin.snapshot import SeriesDelta
+    from mockforge_analytics_plugin.store.series import series_cache
+
+    store = await SQLiteStore.open(tmp_path / "c.db")
+    try:
+        good = SeriesKey(B[0], "prometheus", "h1:8000", "http", "GET", "/a", 200, "", "", "")
+        await replace_source_minutes(
+            store.writer, "prometheus", [B[0]], {good: SeriesDelta(request_count=4)}, T0
+        )
+        new = SeriesKey(B[0], "prometheus", "h1:8000", "http", "GET", "/new", 200, "", "", "")
+        stray = SeriesKey(B[0], "middleware", "me", "http", "GET", "/a", 200, "", "", "")  # wrong source
+        deltas = {new: SeriesDelta(request_count=9), stray: SeriesDelta(request_count=1)}
+        with pytest.raises(ValueError, match="middleware"):
+            await replace_source_minutes(store.writer, "prometheus", [B[0]], deltas, T0, state={"k": "v"})
+        assert not store.writer.in_transaction and len(series_cache(store.writer)) == 0
+        assert [(r[3], r[5]) for r in await _minute_rows(store)] == [("/a", 4)]  # the delete rolled back too
+        names = await store.reader.execute_fetchall("SELECT endpoint FROM series ORDER BY 1")
+        assert [r[0] for r in names] == ["/a"] and await read_state(store.reader, "k") is None
+    finally:
+        await store.close()

@@ -12,7 +12,8 @@ import aiosqlite
 
 from .. import histogram
 from ..snapshot import SeriesDelta, SeriesKey
-from .series import invalidate_series_cache, resolve_series_ids, series_dims
+from .series import resolve_series_ids, series_dims
+from .writes import mark_rollup_dirty, rollback_quietly
 
 __all__ = ["read_state", "replace_source_minutes", "write_state"]
 
@@ -93,22 +94,11 @@ async def replace_source_minutes(
         step = max(1, batch_size)
         for start in range(0, len(rows), step):
             await db.executemany(_INSERT_MINUTE, rows[start : start + step])
-        marks = sorted(
-            {("hour", m - m % 3600) for m in minute_list} | {("day", m - m % 86400) for m in minute_list}
-        )
-        await db.executemany(
-            "INSERT INTO rollup_dirty (tier, timestamp) VALUES (?, ?) ON CONFLICT DO NOTHING", marks
-        )
+        await mark_rollup_dirty(db, minute_list)
         for key, value in (state or {}).items():
             await db.execute(_UPSERT_STATE, (key, value, stamp))
         await db.execute("COMMIT")
     except BaseException:
-        # Series ids created in the rolled-back transaction no longer exist.
-        invalidate_series_cache(db)
-        try:
-            if db.in_transaction:
-                await db.execute("ROLLBACK")
-        except Exception:  # the original error is what the caller needs
-            pass
+        await rollback_quietly(db)  # also forgets series ids created in the transaction
         raise
     return len(rows)

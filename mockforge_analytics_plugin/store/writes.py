@@ -27,6 +27,7 @@ __all__ = [
     "insert_error_events",
     "mark_rollup_dirty",
     "pack_with_quantiles",
+    "rollback_quietly",
     "upsert_minutes",
     "write_snapshot",
 ]
@@ -86,14 +87,14 @@ async def write_snapshot(
             before_commit()
         await db.execute("COMMIT")
     except BaseException:
-        await _rollback_quietly(db)
+        await rollback_quietly(db)
         raise
     result.duration_ms = (time.perf_counter() - started) * 1000.0
     return result
 
 
-async def _rollback_quietly(db: aiosqlite.Connection) -> None:
-    # Series ids created in this transaction are gone with it: forget them.
+async def rollback_quietly(db: aiosqlite.Connection) -> None:
+    """Roll back the open transaction (if any) and forget series ids created in it; never raises."""
     invalidate_series_cache(db)
     try:
         if db.in_transaction:
