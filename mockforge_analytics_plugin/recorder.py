@@ -203,14 +203,14 @@ class Recorder:
         pending = self._pending
         if pending:
             self._pending = []
-            self._total_requests += len(pending)
+            added = len(pending)
             add = self._add
             for item in pending:
                 if type(item) is tuple:
                     try:
                         fields = item[0](item)
                     except Exception:  # a capture bug loses one request, never the batch
-                        self._total_requests -= 1
+                        added -= 1
                         self.build_failures += 1
                         if self.build_failures == 1:
                             log.exception("analytics: a captured request could not be built")
@@ -225,6 +225,11 @@ class Recorder:
                         r.injected_latency_ms, r.fault_injected, r.trace_id, r.span_id, r.error_type,
                         r.error_message, r.request_id, r.in_flight,
                     )  # fmt: skip
+            self._total_requests += added
+            self._buffered += added
+            if self._buffered > self._max_buffered:
+                # Trim below the bound, so a store that stays down does not trim every batch.
+                self._trim(int(self._max_buffered * _TRIM_LOW_WATER))
 
     @property
     def drops(self) -> DropCounters:
@@ -269,7 +274,6 @@ class Recorder:
             self._series[SeriesKey(minute, self.source, self.instance, protocol, method, endpoint, status,
                                    workspace, environment, test_run)] = d  # fmt: skip
         d.request_count += 1
-        self._buffered += 1
         is_error = status >= 400
         if is_error:
             d.error_count += 1
@@ -351,8 +355,6 @@ class Recorder:
                     self._trim_errors(int(self._max_buffered_errors * _TRIM_LOW_WATER))
             else:
                 self._drops.error_events_sampled_out += 1
-        if self._buffered > self._max_buffered:
-            self._trim(int(self._max_buffered * _TRIM_LOW_WATER))
 
     # -- the flush side ---------------------------------------------------------------------
 
