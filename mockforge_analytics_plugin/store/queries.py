@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import aiosqlite
 
@@ -114,6 +114,19 @@ class Counters:
     """Summed counters of some rows; `add` folds another row or Counters in."""
 
     __slots__ = (*COUNTER_COLUMNS, "latency_max", "latency_min")
+    # Declared for type checkers; the slots above hold them (sums start at 0).
+    request_count: int
+    error_count: int
+    latency_count: int
+    latency_sum: float
+    bytes_sent: int
+    bytes_received: int
+    fault_count: int
+    injected_latency_sum: float
+    session_count: int
+    session_duration_sum: float
+    latency_min: float | None
+    latency_max: float | None
 
     def __init__(self, values: Sequence[Any] | None = None) -> None:
         vals = values or (0,) * len(COUNTER_COLUMNS) + (None, None)
@@ -326,7 +339,7 @@ async def iter_histograms(
                 rows = await cur.fetchmany(chunk)
                 if not rows:
                     break
-                yield rows
+                yield cast(list[tuple[int, int, bytes]], rows)
 
 
 async def iter_rows(
@@ -348,7 +361,7 @@ async def iter_rows(
                 rows = await cur.fetchmany(chunk)
                 if not rows:
                     break
-                yield piece.tier, rows
+                yield piece.tier, cast(list[tuple[Any, ...]], rows)
 
 
 async def unique_clients(conn: aiosqlite.Connection, p: QueryParams) -> int | None:

@@ -6,7 +6,7 @@ Every value from a request is a bound parameter; column names come from the fixe
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 import aiosqlite
 
@@ -82,7 +82,7 @@ async def iter_error_events(
     sql = f"SELECT {', '.join(ERROR_EVENT_COLUMNS)} FROM error_events WHERE {where} ORDER BY timestamp, id"
     async with conn.execute(sql, [p.start, p.end, *args]) as cur:
         while rows := await cur.fetchmany(chunk):
-            yield rows
+            yield cast(list[tuple[Any, ...]], rows)
 
 
 async def iter_client_rows(
@@ -94,4 +94,4 @@ async def iter_client_rows(
     sql = f"SELECT {', '.join(CLIENT_COLUMNS)} FROM client_analytics WHERE {where} ORDER BY timestamp"
     async with conn.execute(sql, [p.start // 3600 * 3600, p.end, *args]) as cur:
         while rows := await cur.fetchmany(chunk):
-            yield rows
+            yield cast(list[tuple[Any, ...]], rows)
