@@ -27,7 +27,10 @@ WARN_INTERVAL_SECONDS = 60.0
 class RecorderLike(Protocol):
     """What the flusher needs from the recorder."""
 
-    drops: DropCounters
+    @property
+    def drops(self) -> DropCounters:
+        """What the recorder had to drop or fold (read-only)."""
+        ...
 
     def swap(self) -> RecorderSnapshot:
         """Take everything buffered and start fresh buffers."""

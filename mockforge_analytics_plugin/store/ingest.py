@@ -95,8 +95,8 @@ async def replace_source_minutes(
         for start in range(0, len(rows), step):
             await db.executemany(_INSERT_MINUTE, rows[start : start + step])
         await mark_rollup_dirty(db, minute_list)
-        for key, value in (state or {}).items():
-            await db.execute(_UPSERT_STATE, (key, value, stamp))
+        for name, value in (state or {}).items():
+            await db.execute(_UPSERT_STATE, (name, value, stamp))
         await db.execute("COMMIT")
     except BaseException:
         await rollback_quietly(db)  # also forgets series ids created in the transaction
