@@ -83,8 +83,13 @@ class SQLiteStore:
                 raise FileNotFoundError(f"analytics database folder does not exist: {folder}")
         writer = await _connect(location, busy_timeout_ms)
         try:
-            # auto_vacuum only takes effect before the first table exists (or after VACUUM).
-            await writer.execute("PRAGMA auto_vacuum = INCREMENTAL")
+            # auto_vacuum only takes effect before the first table exists (or after VACUUM). Setting
+            # it takes the write lock even when it is already set, so an existing database held by
+            # another writer (a long roll-up, a sqlite3 shell) would stop the host from starting.
+            async with writer.execute("PRAGMA auto_vacuum") as cursor:
+                mode = await cursor.fetchone()
+            if mode is None or int(mode[0]) != 2:  # 2 = INCREMENTAL
+                await writer.execute("PRAGMA auto_vacuum = INCREMENTAL")
             if location != MEMORY:
                 await writer.execute("PRAGMA journal_mode = WAL")
             await writer.execute("PRAGMA synchronous = NORMAL")
