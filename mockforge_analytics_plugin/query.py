@@ -48,6 +48,17 @@ QUANTILES = (0.5, 0.95, 0.99)
 TOP_ENDPOINT_SORTS = ("requests", "errors", "error_rate", "avg", "p95", "p99")
 USE_NUMPY = _np is not None and os.environ.get("MOCKFORGE_ANALYTICS_NO_NUMPY") != "1"
 _ENDPOINT_DIMS = ("endpoint", "method", "protocol")
+# What each route shows, so the SQL sums only that (see store.queries.sum_counters).
+_LATENCY_FIELDS = ("latency_count", "latency_sum", "latency_min", "latency_max")
+_ENDPOINT_FIELDS = (
+    "request_count",
+    "error_count",
+    "latency_count",
+    "latency_sum",
+    "bytes_sent",
+    "bytes_received",
+)
+_PROTOCOL_FIELDS = (*_ENDPOINT_FIELDS, "session_count")
 
 
 def _ms(value: float | None) -> float | None:
@@ -236,7 +247,7 @@ async def requests_series(
     """Request counts per bucket, one series per `group_by` value (default protocol), zero-filled."""
     markers = markers or await read_markers(conn)
     dim = p.group_by or "protocol"
-    sums = await sum_counters(conn, p, markers, dims=(dim,), step=p.step)
+    sums = await sum_counters(conn, p, markers, dims=(dim,), step=p.step, fields=("request_count",))
     per_label: dict[str, dict[int, int]] = {}
     for (bucket, value), c in sums.items():
         counts = per_label.setdefault(_label(dim, value), {})
@@ -262,7 +273,7 @@ async def latency_series(
     markers = markers or await read_markers(conn)
     dim = p.group_by
     dims = (dim,) if dim else ()
-    sums = await sum_counters(conn, p, markers, dims=dims, step=p.step)
+    sums = await sum_counters(conn, p, markers, dims=dims, step=p.step, fields=_LATENCY_FIELDS)
     lookup = await series_lookup(conn, p, dims) if dim else {}
 
     def key_of(bucket: int, sid: int) -> Hashable | None:
@@ -309,7 +320,7 @@ async def top_endpoints(
     """Busiest (or slowest, most failing) endpoints of the window, `p.sort` order, `p.limit` rows."""
     markers = markers or await read_markers(conn)
     sort = p.sort or "requests"
-    sums = await sum_counters(conn, p, markers, dims=_ENDPOINT_DIMS)
+    sums = await sum_counters(conn, p, markers, dims=_ENDPOINT_DIMS, fields=_ENDPOINT_FIELDS)
     need_all = sort in ("p95", "p99")  # ranking by a percentile needs every endpoint's histogram
     rows = _endpoint_rows(sums, "requests" if need_all else sort)
     if not need_all:
@@ -376,7 +387,7 @@ async def protocol_breakdown(
 ) -> list[dict[str, Any]]:
     """Per protocol: requests, errors, error rate, avg latency, bytes, sessions and share (percent)."""
     markers = markers or await read_markers(conn)
-    return _protocol_rows(await sum_counters(conn, p, markers, dims=("protocol",)))
+    return _protocol_rows(await sum_counters(conn, p, markers, dims=("protocol",), fields=_PROTOCOL_FIELDS))
 
 
 def _protocol_rows(sums: dict[tuple[Any, ...], Counters]) -> list[dict[str, Any]]:
@@ -404,7 +415,7 @@ async def status_codes(
 ) -> dict[str, Any]:
     """Counts and shares (percent) per status code and per class (2xx, 4xx, ...)."""
     markers = markers or await read_markers(conn)
-    sums = await sum_counters(conn, p, markers, dims=("status_code",))
+    sums = await sum_counters(conn, p, markers, dims=("status_code",), fields=("request_count",))
     total = sum(c.request_count for c in sums.values())
     codes = sorted(((k[0], c.request_count) for k, c in sums.items()), key=lambda kv: (-kv[1], kv[0]))
     classes: dict[int, int] = {}
