@@ -140,7 +140,7 @@ def _np_grouped_quantiles(
         for rid, blob in zip(row_ids, blobs, strict=True):
             parts.setdefault(rid, []).append(blob)
         return {key: _np_quantiles(b"".join(parts[rid]), qs) for key, rid in ids.items()}
-    lengths = _np.fromiter((len(b) for b in blobs), dtype=_np.int64, count=len(blobs)) // _PAIR_DTYPE.itemsize
+    lengths = _np.fromiter(map(len, blobs), dtype=_np.int64, count=len(blobs)) // _PAIR_DTYPE.itemsize
     keys = _np.repeat(_np.asarray(row_ids, dtype=_np.int64), lengths)
     dense = _np.bincount(keys * width + index, weights=pairs["c"], minlength=len(ids) * width)
     cum = _np.cumsum(dense.reshape(len(ids), width), axis=1)
