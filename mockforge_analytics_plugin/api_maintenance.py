@@ -68,16 +68,11 @@ async def reset(request: Request) -> Response:
         return fail(403, "origin: cross-site requests may not reset the data")
     if runtime.store is None:
         return fail(503, "the analytics store is not running")
-    from .rollup import maintenance_connection
-    from .store.retention import reset_all
-    from .store.series import invalidate_series_cache
-
-    # Clear memory first, so nothing buffered before the reset is flushed after it. The delete
-    # runs on its own connection: SQLite's write lock orders it with a flush in progress.
+    # Clear memory first, so nothing buffered before the reset is flushed after it. Retention's
+    # reset deletes on its own connection (SQLite's write lock orders it with a running flush)
+    # and drops the flush's cached series ids.
     clear_recorder(runtime.recorder)
-    async with maintenance_connection(runtime.store) as db:
-        deleted = await reset_all(db)
-    invalidate_series_cache(runtime.store.writer)
+    deleted = await runtime.retention.reset()
     counts = {k: int(v) for k, v in deleted.items()} if isinstance(deleted, dict) else {}
     return ok({"deleted": counts, "total": sum(counts.values()), "reset_at": now_of(request)})
 
