@@ -87,3 +87,19 @@ async def test_close_waits_for_the_write_in_progress_and_refuses_queued_ones(tmp
         pass
     else:
         raise AssertionError("a write queued behind close() must raise StoreClosedError")
+
+
+async def test_writing_is_the_stores_lock_or_a_no_op_for_a_store_without_one() -> None:
+    from types import SimpleNamespace
+
+    from mockforge_analytics_plugin.store import writing
+
+    store = await SQLiteStore.open(":memory:")
+    try:
+        async with writing(store):
+            assert store.write_lock.locked()
+        assert not store.write_lock.locked()
+        async with writing(SimpleNamespace()):  # a test double without a lock
+            pass
+    finally:
+        await store.close()

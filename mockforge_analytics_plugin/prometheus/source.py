@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -16,6 +15,7 @@ from ..config import AnalyticsConfig
 from ..config_parse import redact_url
 from ..store.ingest import read_state, replace_source_minutes
 from ..store.series import invalidate_series_cache
+from ..store.sqlite import writing
 from .client import PrometheusClient, PrometheusError
 from .ingest import SOURCE, build_deltas, fetch_window, minutes_of, split_minutes
 from .presets import Preset, PresetError, resolve_preset, validate_selector
@@ -135,7 +135,7 @@ class PrometheusSource:
             minutes = minutes_of(window)
             # The store's write lock: on a ":memory:" store ``db`` IS the flush's connection, and
             # our transaction must not interleave with a flush, roll-up, retention or reset.
-            async with self._write_lock():
+            async with writing(self.store):
                 # Another writer (retention, reset) may have deleted series: resolve ids afresh.
                 invalidate_series_cache(db)
                 result.rows += await replace_source_minutes(
@@ -159,10 +159,6 @@ class PrometheusSource:
         self.last_error = {"message": message, "time": now}
         result.error = message
         self.logger.warning("prometheus ingest failed: %s", message)
-
-    def _write_lock(self) -> contextlib.AbstractAsyncContextManager[Any]:
-        lock = getattr(self.store, "write_lock", None)
-        return lock if lock is not None else contextlib.nullcontext()
 
     async def _connection(self) -> aiosqlite.Connection:
         # A file store gets a connection of our own, so our transaction never interleaves with

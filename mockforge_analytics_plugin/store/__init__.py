@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .migrations import Migration, MigrationError, apply_migrations, discover_migrations, pending
 from .series import SeriesDims, invalidate_series_cache, resolve_series_ids, series_dims
-from .sqlite import SQLiteStore, StoreClosedError, StoreUnavailableError
+from .sqlite import SQLiteStore, StoreClosedError, StoreUnavailableError, writing
 from .writes import WriteResult, write_snapshot
 
 __all__ = [
@@ -22,4 +22,5 @@ __all__ = [
     "resolve_series_ids",
     "series_dims",
     "write_snapshot",
+    "writing",
 ]

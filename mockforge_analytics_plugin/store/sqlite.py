@@ -8,6 +8,7 @@ import os
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiosqlite
 
@@ -16,7 +17,7 @@ from . import migrations
 from .series import invalidate_series_cache
 from .writes import WriteResult, write_snapshot
 
-__all__ = ["SQLiteStore", "StoreClosedError", "StoreUnavailableError"]
+__all__ = ["SQLiteStore", "StoreClosedError", "StoreUnavailableError", "writing"]
 
 MEMORY = ":memory:"
 
@@ -44,6 +45,16 @@ async def _connect(location: str, busy_timeout_ms: int) -> aiosqlite.Connection:
     await db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
     await db.execute("PRAGMA foreign_keys = ON")
     return db
+
+
+def writing(store: Any) -> contextlib.AbstractAsyncContextManager[Any]:
+    """The store's ``write_lock`` as a context manager (a no-op for a store without one).
+
+    Hold it around a whole write transaction (BEGIN ... COMMIT, and any series-cache
+    invalidation that goes with it); take it before BEGIN, never while SQLite's lock is held.
+    """
+    lock = getattr(store, "write_lock", None)
+    return lock if lock is not None else contextlib.nullcontext()
 
 
 @dataclass
