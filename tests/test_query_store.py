@@ -56,7 +56,7 @@ def test_series_filter_binds_values():
         params(protocol="http", endpoint="/x'; DROP TABLE series; --*", status_code="5xx,404")
     )
     assert "DROP" not in sql and "?" in sql
-    assert args == ["http", "/x'; DROP TABLE series; --*", 404, 500, 600]
+    assert args == ["middleware", "http", "/x'; DROP TABLE series; --*", 404, 500, 600]
 
 
 MARKER_CASES = [

@@ -227,9 +227,17 @@ def series_filter(p: QueryParams, column: str = "m.series_id") -> tuple[str, lis
     return f" AND {column} IN (SELECT series_id FROM series WHERE {' AND '.join(conds)})", args
 
 
+DEFAULT_SOURCE = "middleware"
+
+
 def _series_conditions(p: QueryParams) -> tuple[list[str], list[Any]]:
     conds: list[str] = []
     args: list[Any] = []
+    if p.source is None:
+        # Pulled (Prometheus) rows may describe the same traffic the middleware captured, so a
+        # query reads one source unless asked (docs/prometheus.md, "Counting the same traffic twice").
+        conds.append("source = ?")
+        args.append(DEFAULT_SOURCE)
     for name, col in SERIES_COLUMNS.items():
         value = getattr(p, name)
         if value is None:
