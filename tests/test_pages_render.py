@@ -429,10 +429,12 @@ async def test_overview_shows_each_sources_freshness_failures_and_last_error(hos
     }
     host.runtime.flusher = SimpleNamespace(status=lambda: flush_status)
     host.runtime.prometheus = SimpleNamespace(status=lambda: prom_status)
+    clock, host.runtime.clock = host.runtime.clock, lambda: now  # the lag is exactly 2 s
     try:
         html = (await host.page("/")).text
     finally:
         del host.runtime.flusher, host.runtime.prometheus
+        host.runtime.clock = clock
     panel = html.split('<h2 id="src-h">Data sources</h2>', 1)[1].split("</section>", 1)[0]
     rows = panel.split("<tr>")[2:]
     assert len(rows) == 2 and rows[0].startswith('<th scope="row">middleware')
