@@ -382,3 +382,22 @@ async def test_bad_preset_config_is_reported_not_raised(tmp_path):
     finally:
         await source.close()
         await store.close()
+
+
+async def test_a_removed_database_file_is_an_error_not_a_silent_ingest(tmp_path):
+    fake = FakePrometheus()
+    _fleet(fake)
+    path = tmp_path / "db" / "p.db"
+    path.parent.mkdir()
+    store = await SQLiteStore.open(path)
+    source = PrometheusSource(_config(), store, client=_client(fake, cache_ttl=0))
+    try:
+        assert (await source.ingest_once(T0 + 130.0)).error is None
+        marker = source.last_ingested_minute
+        path.unlink()  # our open connection would go on writing into the unlinked file
+        result = await source.ingest_once(T0 + 250.0)
+        assert result.error is not None and "removed" in result.error
+        assert source.last_ingested_minute == marker and source.status()["failures"] == 1
+    finally:
+        await source.close()
+        await store.close()

@@ -138,8 +138,19 @@ class PrometheusSource:
             async with writing(self.store):
                 # Another writer (retention, reset) may have deleted series: resolve ids afresh.
                 invalidate_series_cache(db)
+                # Our connection would keep writing into a removed (unlinked) database file and
+                # count it as ingested: check the store's file before and at COMMIT, as the flush does.
+                check_file = getattr(self.store, "check_file", None)
+                if check_file is not None:
+                    check_file()
                 result.rows += await replace_source_minutes(
-                    db, SOURCE, minutes, deltas, now, state={STATE_LAST_MINUTE: str(hi)}
+                    db,
+                    SOURCE,
+                    minutes,
+                    deltas,
+                    now,
+                    state={STATE_LAST_MINUTE: str(hi)},
+                    before_commit=check_file,
                 )
             result.minutes.extend(minutes)
             result.requests += sum(d.request_count for d in deltas.values())

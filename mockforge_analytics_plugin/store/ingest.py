@@ -6,7 +6,7 @@ instead), so re-ingesting a minute leaves the same numbers.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import aiosqlite
 
@@ -57,9 +57,12 @@ async def replace_source_minutes(
     *,
     state: Mapping[str, str] | None = None,
     batch_size: int = 1000,
+    before_commit: Callable[[], None] | None = None,
 ) -> int:
     """In ONE transaction: delete ``source``'s rows of these minutes, insert ``deltas``, mark the
     hours/days dirty and set the ``state`` markers; return rows inserted (roll back and raise on error).
+
+    ``before_commit`` runs last inside the transaction; raising there rolls everything back.
     """
     minute_list = sorted({int(m) for m in minutes} | {k.minute for k in deltas})
     stamp = int(now)
@@ -97,6 +100,8 @@ async def replace_source_minutes(
         await mark_rollup_dirty(db, minute_list)
         for name, value in (state or {}).items():
             await db.execute(_UPSERT_STATE, (name, value, stamp))
+        if before_commit is not None:
+            before_commit()
         await db.execute("COMMIT")
     except BaseException:
         await rollback_quietly(db)  # also forgets series ids created in the transaction
