@@ -401,3 +401,21 @@ async def test_a_removed_database_file_is_an_error_not_a_silent_ingest(tmp_path)
     finally:
         await source.close()
         await store.close()
+
+
+async def test_a_missing_database_file_is_never_recreated_empty(tmp_path):
+    fake = FakePrometheus()
+    _fleet(fake)
+    path = tmp_path / "gone.db"
+    store = await SQLiteStore.open(path)
+    source = PrometheusSource(_config(), store, client=_client(fake, cache_ttl=0))
+    try:
+        path.unlink()
+        for suffix in ("-wal", "-shm"):
+            path.with_name(path.name + suffix).unlink(missing_ok=True)
+        result = await source.ingest_once(T0 + 190.0)
+        assert result.error is not None and "unable to open database file" in result.error
+        assert not path.exists()  # a plain connect would have created an empty database here
+    finally:
+        await source.close()
+        await store.close()

@@ -7,6 +7,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiosqlite
@@ -181,9 +182,15 @@ class PrometheusSource:
             self._db = self.store.writer
             return self._db
         timeout_ms = int(getattr(self.store, "busy_timeout_ms", 5000))
-        db = await aiosqlite.connect(path, isolation_level=None, timeout=timeout_ms / 1000)
-        await db.execute(f"PRAGMA busy_timeout = {timeout_ms}")
-        await db.execute("PRAGMA foreign_keys = ON")
+        # mode=rw: never create an empty database where the store's file went missing.
+        uri = Path(path).expanduser().resolve().as_uri() + "?mode=rw"
+        db = await aiosqlite.connect(uri, uri=True, isolation_level=None, timeout=timeout_ms / 1000)
+        try:
+            await db.execute(f"PRAGMA busy_timeout = {timeout_ms}")
+            await db.execute("PRAGMA foreign_keys = ON")
+        except BaseException:
+            await db.close()  # no half-set-up connection (and its thread) left behind
+            raise
         self._db, self._own_db = db, True
         return db
 
