@@ -84,17 +84,29 @@ class Runtime:
 
         self.started_at = self.clock()
         self.store = await SQLiteStore.open(self.config.database_path, batch_size=self.config.batch_size)
-        self.flusher = Flusher(self.recorder, self.store, self.config, clock=self.clock, logger=self.logger)
-        self.rollup = Rollup(self.store, self.config, clock=self.clock, snapshot_source=self.snapshot_figures)
-        self.retention = Retention(self.store, self.config, clock=self.clock)
-        self._spawn("flush", self.flusher.run)
-        self._spawn("rollup", self.rollup.run)
-        self._spawn("retention", self.retention.run)
-        if self.config.prometheus_url:
-            from .prometheus.source import PrometheusSource
+        try:
+            self.flusher = Flusher(
+                self.recorder, self.store, self.config, clock=self.clock, logger=self.logger
+            )
+            self.rollup = Rollup(
+                self.store, self.config, clock=self.clock, snapshot_source=self.snapshot_figures
+            )
+            self.retention = Retention(self.store, self.config, clock=self.clock)
+            self._spawn("flush", self.flusher.run)
+            self._spawn("rollup", self.rollup.run)
+            self._spawn("retention", self.retention.run)
+            if self.config.prometheus_url:
+                from .prometheus.source import PrometheusSource
 
-            self.prometheus = PrometheusSource(self.config, self.store, clock=self.clock, logger=self.logger)
-            self._spawn("prometheus", self.prometheus.run)
+                self.prometheus = PrometheusSource(
+                    self.config, self.store, clock=self.clock, logger=self.logger
+                )
+                self._spawn("prometheus", self.prometheus.run)
+        except BaseException:
+            # The lifespan's `finally` never runs when start() raises: stop what did start (the
+            # tasks, the store's connections and their threads) before the host reports the error.
+            await self.stop()
+            raise
 
     async def stop(self) -> None:
         """Cancel the loops, flush what is buffered, close the store."""

@@ -46,3 +46,29 @@ def test_status_names_an_unknown_parameter(tmp_path):
         assert r.status_code == 400
         body = r.json()
         assert body["success"] is False and body["error"].startswith("verbose:")
+
+
+async def test_a_failed_start_stops_what_it_started(tmp_path, monkeypatch):
+    import asyncio
+    import threading
+
+    import pytest
+
+    from mockforge_analytics_plugin import retention as retention_module
+    from mockforge_analytics_plugin.config import AnalyticsConfig
+    from mockforge_analytics_plugin.runtime import Runtime
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("retention could not start")
+
+    monkeypatch.setattr(retention_module, "Retention", broken)
+    threads = threading.active_count()
+    runtime = Runtime(AnalyticsConfig(database_path=str(tmp_path / "a.db")), "me:1")
+    with pytest.raises(RuntimeError, match="could not start"):
+        await runtime.start()
+    assert runtime.store is None and not runtime._tasks  # store closed, no task left running
+    for _ in range(100):  # a closed aiosqlite connection's thread ends just after close()
+        if threading.active_count() == threads:
+            break
+        await asyncio.sleep(0.01)
+    assert threading.active_count() == threads, [t.name for t in threading.enumerate()]
