@@ -236,6 +236,8 @@ async def endpoint_page(runtime: Any, qp: QueryParams, filters: Mapping[str, str
         ),
         "status_chart": bar_chart(status_items, title="Status codes", classes=status_classes),
         "clients": clients,
+        # Client rows have no status or source: say so rather than ignore those filters silently.
+        "clients_unfiltered": [name for name in ("status_code", "source") if name in filters],
         "error_events": events,
     }
 

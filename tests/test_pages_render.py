@@ -162,6 +162,11 @@ async def test_endpoint_detail_counts_each_clients_requests_to_that_endpoint(hos
     assert _client_counts(boom) == {"bob": "2"}
     post = (await host.page("/endpoint", endpoint="/boom", method="POST")).text
     assert _client_counts(post) == {} and "No client data for this endpoint" in post
+    assert "client rows do not record" not in boom
+    # A status filter cannot narrow client rows: the panel says so instead of ignoring it.
+    only_500 = (await host.page("/endpoint", endpoint="/boom", method="GET", status_code="500")).text
+    assert _client_counts(only_500) == {"bob": "2"}
+    assert "Counts include every status_code: client rows do not record it." in only_500
 
 
 async def test_store_unavailable_is_an_error_state_not_a_traceback(host):
