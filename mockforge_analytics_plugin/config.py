@@ -50,7 +50,7 @@ class AnalyticsConfig:
     max_clients: int = 1000
     max_test_runs: int = 100
     max_buffered_events: int = 100000
-    max_error_events_per_minute: int = 600
+    max_error_events_per_minute: int = 60  # samples (one a second); exact error counts are in the aggregates
     recent_requests: int = 1000
     client_id_header: str | None = None
     trusted_proxies: tuple[str, ...] = ()
