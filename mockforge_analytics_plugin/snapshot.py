@@ -53,7 +53,7 @@ class SeriesDelta:
     bytes_received: int = 0  # request bytes (client -> server)
     injected_latency_sum: float = 0.0
     fault_count: int = 0
-    session_count: int = 0  # WebSocket sessions closed in this minute
+    session_count: int = 0  # WebSocket sessions that started in this minute (counted when they end)
     session_duration_sum: float = 0.0
     active_connections: int = 0  # highest in-flight gauge seen by a request of this series
 
