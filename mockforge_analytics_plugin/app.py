@@ -18,14 +18,18 @@ from .status_api import status_routes
 if TYPE_CHECKING:
     from .runtime import Runtime
 
-__all__ = ["build_subapp", "subapp_routes"]
+__all__ = ["all_api_routes", "build_subapp", "subapp_routes"]
+
+
+def all_api_routes() -> list[BaseRoute]:
+    """Every JSON/export/stream route, as mounted under `<mount_path>/api` (and documented)."""
+    return [*status_routes(), *api_routes(), *api_part2_routes(), *sources_routes()]
 
 
 def subapp_routes(runtime: Runtime, authenticator: Authenticator | None = None) -> list[BaseRoute]:
     """Every route of the sub-app: `/api/...`, the login form (with auth on) and the pages."""
-    api = [*status_routes(), *api_routes(), *api_part2_routes(), *sources_routes()]
     return [
-        Mount("/api", routes=api, name="api"),
+        Mount("/api", routes=all_api_routes(), name="api"),
         *login_routes(authenticator, render=render_login),
         *page_routes(),
     ]

@@ -43,7 +43,7 @@ _PARAM_DOCS: dict[str, tuple[dict[str, Any], str]] = {
     "workspace_id": (_TEXT, "Workspace."),
     "environment": (_TEXT, "Environment."),
     "test_run": (_TEXT, "Test run tag (from the test-run header)."),
-    "source": (_TEXT, "middleware or prometheus, comma list."),
+    "source": (_TEXT, "middleware or prometheus, comma list (default: middleware only)."),
     "instance": (_TEXT, "Host instance name(s), comma list."),
     "client": (_TEXT, "Client id (peer address, forwarded address or the client-id header)."),
     "limit": (
@@ -166,6 +166,13 @@ def _part1() -> list[RouteDoc]:
         ),
         RouteDoc(
             "/status", "get", "status", "Plugin status: version, config, buffers, drops", data=d["status"]
+        ),
+        RouteDoc(
+            "/sources",
+            "get",
+            "sources",
+            "Data sources (middleware, Prometheus): last success, lag, failures, last error",
+            data=d["sources"],
         ),
     ]
     try:

@@ -176,6 +176,7 @@ DATA_SCHEMAS: dict[str, dict[str, Any]] = {
         }
     ),
     "status": {"type": "object"},
+    "sources": {"type": "array", "items": {"type": "object", "required": ["name"]}},
     "errors": obj(
         {
             "start_time": INT,

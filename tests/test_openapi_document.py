@@ -6,10 +6,8 @@ from openapi_spec_validator import validate
 from starlette.routing import Mount, Route
 from support.api2_traffic import api_client
 
-from mockforge_analytics_plugin.api import api_routes
-from mockforge_analytics_plugin.api_part2 import api_part2_routes
+from mockforge_analytics_plugin.app import all_api_routes
 from mockforge_analytics_plugin.openapi import build_openapi, route_docs
-from mockforge_analytics_plugin.status_api import status_routes
 
 
 def _route_paths(routes) -> set[tuple[str, str]]:
@@ -34,7 +32,7 @@ def test_document_is_valid_openapi_31():
 
 
 def test_every_http_route_of_parts_1_and_2_is_documented():
-    routes = _route_paths([*status_routes(), *api_routes(), *api_part2_routes()])
+    routes = _route_paths(all_api_routes())
     doc = build_openapi()
     documented = {(path, method) for path, ops in doc["paths"].items() for method in ops}
     assert routes == documented

@@ -12,8 +12,7 @@ import httpx
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
-from mockforge_analytics_plugin.api import api_routes
-from mockforge_analytics_plugin.api_part2 import api_part2_routes
+from mockforge_analytics_plugin.app import all_api_routes
 from mockforge_analytics_plugin.capture_types import CapturedRequest
 from mockforge_analytics_plugin.config import AnalyticsConfig
 from mockforge_analytics_plugin.recorder import Recorder
@@ -80,8 +79,8 @@ async def record_and_flush(recorder: Recorder, store: SQLiteStore, requests: lis
 
 
 def make_app(runtime: FakeRuntime) -> Starlette:
-    """The part-1 and part-2 routes under /analytics/api, as the lead mounts them."""
-    sub = Starlette(routes=[Mount("/api", routes=[*api_routes(), *api_part2_routes()])])
+    """Every API route under /analytics/api, exactly as the plugin mounts them."""
+    sub = Starlette(routes=[Mount("/api", routes=all_api_routes())])
     sub.state.runtime = runtime
     return Starlette(routes=[Mount("/analytics", app=sub)])
 
