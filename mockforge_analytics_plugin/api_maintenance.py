@@ -71,8 +71,9 @@ async def reset(request: Request) -> Response:
     # Clear memory first, so nothing buffered before the reset is flushed after it. Retention's
     # reset deletes on its own connection (SQLite's write lock orders it with a running flush)
     # and drops the flush's cached series ids.
-    clear_recorder(runtime.recorder)
-    deleted = await runtime.retention.reset()
+    async with runtime.flusher.paused():  # no flush swaps or writes until the tables are empty
+        clear_recorder(runtime.recorder)
+        deleted = await runtime.retention.reset()
     counts = {k: int(v) for k, v in deleted.items()} if isinstance(deleted, dict) else {}
     return ok({"deleted": counts, "total": sum(counts.values()), "reset_at": now_of(request)})
 

@@ -12,6 +12,7 @@ from .config import AnalyticsConfig
 from .rollup import maintenance_connection
 from .store import retention as store_retention
 from .store.series import invalidate_series_cache
+from .store.sqlite import writing
 
 __all__ = ["Retention"]
 
@@ -45,11 +46,12 @@ class Retention:
         """Apply every table's limit now; return {table: rows deleted} (plus 'series' orphans)."""
         async with self._lock:
             stamp = self.clock() if now is None else now
-            async with maintenance_connection(self.store) as db:
-                result = await store_retention.apply_retention(db, self.config.retention, stamp)
-            if result.get("series") and getattr(self.store, "writer", None) is not None:
-                # The flush's connection caches series ids; some of them may be gone now.
-                invalidate_series_cache(self.store.writer)
+            async with writing(self.store):
+                async with maintenance_connection(self.store) as db:
+                    result = await store_retention.apply_retention(db, self.config.retention, stamp)
+                if result.get("series") and getattr(self.store, "writer", None) is not None:
+                    # The flush's connection caches series ids; some of them may be gone now.
+                    invalidate_series_cache(self.store.writer)
             self.runs += 1
             self.last_result = result
             return result
@@ -57,11 +59,12 @@ class Retention:
     async def reset(self) -> dict[str, int]:
         """Delete all analytics data (POST /reset), keeping schema_migrations; return {table: rows}."""
         async with self._lock:
-            async with maintenance_connection(self.store) as db:
-                result = await store_retention.reset_all(db)
-            if getattr(self.store, "writer", None) is not None:
-                # Every cached series id of the flush's connection is gone now.
-                invalidate_series_cache(self.store.writer)
+            async with writing(self.store):
+                async with maintenance_connection(self.store) as db:
+                    result = await store_retention.reset_all(db)
+                if getattr(self.store, "writer", None) is not None:
+                    # Every cached series id of the flush's connection is gone now.
+                    invalidate_series_cache(self.store.writer)
             return result
 
     async def run(self) -> None:

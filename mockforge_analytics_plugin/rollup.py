@@ -20,6 +20,7 @@ import aiosqlite
 
 from .config import AnalyticsConfig
 from .store import derived, rollups
+from .store.sqlite import writing
 
 __all__ = ["Rollup", "RollupResult", "maintenance_connection"]
 
@@ -97,7 +98,7 @@ class Rollup:
             stamp = self.clock() if now is None else now
             started = time.perf_counter()
             result = RollupResult()
-            async with maintenance_connection(self.store) as db:
+            async with writing(self.store), maintenance_connection(self.store) as db:
                 result.hours = await rollups.rollup_hours(db, stamp)
                 result.days = await rollups.rollup_days(db, stamp)
                 result.rolled_up_until_hour = await rollups.rolled_up_until(db, "hour", stamp)
