@@ -39,7 +39,9 @@ async def maintenance_connection(store: Any) -> AsyncIterator[aiosqlite.Connecti
         # Say which folder is missing (sqlite would only say "unable to open database file").
         raise FileNotFoundError(f"analytics database folder does not exist: {Path(path).parent}")
     timeout_ms = int(getattr(store, "busy_timeout_ms", 5000))
-    db = await aiosqlite.connect(path, isolation_level=None, timeout=timeout_ms / 1000)
+    # mode=rw: never create an empty database where the store's file was removed.
+    uri = Path(path).expanduser().resolve().as_uri() + "?mode=rw"
+    db = await aiosqlite.connect(uri, uri=True, isolation_level=None, timeout=timeout_ms / 1000)
     try:
         await db.execute(f"PRAGMA busy_timeout = {timeout_ms}")
         await db.execute("PRAGMA foreign_keys = ON")

@@ -146,3 +146,19 @@ async def test_reset_through_the_task_then_the_flush_writes_new_series(store):
         "SELECT s.endpoint, m.request_count FROM metrics_aggregates_minute m JOIN series s USING (series_id)"
     )
     assert rows == [("/x", 1)]
+
+
+async def test_maintenance_connection_never_creates_a_removed_database(tmp_path):
+    """If the store's file is gone, maintenance fails instead of writing into a new empty file."""
+    import pytest
+
+    from mockforge_analytics_plugin.rollup import maintenance_connection
+
+    class _Store:
+        path = str(tmp_path / "gone.db")
+        busy_timeout_ms = 100
+
+    with pytest.raises(Exception, match="unable to open"):
+        async with maintenance_connection(_Store()):
+            pass
+    assert not (tmp_path / "gone.db").exists()
