@@ -10,7 +10,7 @@ from typing import Any
 
 from . import query
 from .params import QueryParams
-from .store.queries import glob_pattern
+from .store.filters import glob_pattern
 
 __all__ = ["QuerySource", "StoreUnavailableError"]
 

@@ -6,10 +6,10 @@ import pytest
 from query_testdata import DAY, DAY0, HOUR, expected, make_events, open_store, rollup
 
 from mockforge_analytics_plugin.params import COMMON_PARAMS, parse_params
+from mockforge_analytics_plugin.store.filters import glob_pattern
 from mockforge_analytics_plugin.store.queries import (
     Markers,
     TierRange,
-    glob_pattern,
     read_markers,
     series_filter,
     split_window,

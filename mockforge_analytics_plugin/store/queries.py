@@ -22,6 +22,7 @@ from typing import Any, cast
 import aiosqlite
 
 from ..params import QueryParams
+from .filters import column_conditions
 
 __all__ = [
     "COUNTER_COLUMNS",
@@ -31,7 +32,6 @@ __all__ = [
     "Counters",
     "Markers",
     "TierRange",
-    "glob_pattern",
     "iter_histograms",
     "iter_rows",
     "read_markers",
@@ -214,11 +214,6 @@ def split_window(start: int, end: int, markers: Markers, coarsest: str = "day") 
     return pieces
 
 
-def glob_pattern(pattern: str) -> str:
-    """Turn a user glob (only `*` is special) into a SQLite GLOB pattern with `?` and `[` literal."""
-    return "".join("[" + ch + "]" if ch in "?[" else ch for ch in pattern)
-
-
 def series_filter(p: QueryParams, column: str = "m.series_id") -> tuple[str, list[Any]]:
     """The filters of `p` as ` AND <column> IN (SELECT series_id FROM series WHERE ...)` plus its values."""
     conds, args = _series_conditions(p)
@@ -238,33 +233,10 @@ def _series_conditions(p: QueryParams) -> tuple[list[str], list[Any]]:
         # query reads one source unless asked (docs/prometheus.md, "Counting the same traffic twice").
         conds.append("source = ?")
         args.append(DEFAULT_SOURCE)
-    for name, col in SERIES_COLUMNS.items():
-        value = getattr(p, name)
-        if value is None:
-            continue
-        if isinstance(value, tuple):
-            conds.append(f"{col} IN ({', '.join('?' * len(value))})")
-            args.extend(value)
-        else:
-            conds.append(f"{col} = ?")
-            args.append(value)
-    if p.endpoint is not None:
-        if p.endpoint_is_glob:
-            conds.append("endpoint GLOB ?")
-            args.append(glob_pattern(p.endpoint))
-        else:
-            conds.append("endpoint = ?")
-            args.append(p.endpoint)
-    if p.status_code is not None:
-        parts: list[str] = []
-        if p.status_code.codes:
-            parts.append(f"status_code IN ({', '.join('?' * len(p.status_code.codes))})")
-            args.extend(p.status_code.codes)
-        for cls in p.status_code.classes:
-            parts.append("(status_code >= ? AND status_code < ?)")
-            args.extend((cls * 100, cls * 100 + 100))
-        conds.append("(" + " OR ".join(parts) + ")")
-    return conds, args
+    more, more_args = column_conditions(
+        p, {**SERIES_COLUMNS, "endpoint": "endpoint", "status_code": "status_code"}
+    )
+    return conds + more, args + more_args
 
 
 async def series_lookup(

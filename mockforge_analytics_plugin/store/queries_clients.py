@@ -11,7 +11,7 @@ from typing import Any
 import aiosqlite
 
 from ..params import QueryParams
-from .queries_errors import column_conditions
+from .filters import column_conditions
 
 __all__ = ["CLIENT_FILTER_COLUMNS", "GROUP_KEYS", "agent_rows", "endpoint_rows", "link_rows", "total_rows"]
 

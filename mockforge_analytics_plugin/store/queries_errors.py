@@ -9,15 +9,14 @@ from typing import Any
 
 import aiosqlite
 
-from ..params import QueryParams, StatusFilter
+from ..params import QueryParams
+from .filters import column_conditions
 
 __all__ = [
     "EVENT_COLUMNS",
-    "column_conditions",
     "count_error_events",
     "error_events_page",
     "error_summary_rows",
-    "glob_pattern",
     "top_error_rows",
 ]
 
@@ -59,46 +58,6 @@ EVENT_COLUMNS = (
 )
 
 
-def glob_pattern(pattern: str) -> str:
-    """Turn a user glob (only ``*`` is special) into a SQLite GLOB pattern with ``?``/``[`` literal."""
-    return "".join("[" + ch + "]" if ch in "?[" else ch for ch in pattern)
-
-
-def _status_sql(column: str, status: StatusFilter, args: list[Any]) -> str:
-    parts: list[str] = []
-    if status.codes:
-        parts.append(f"{column} IN ({', '.join('?' * len(status.codes))})")
-        args.extend(status.codes)
-    for cls in status.classes:
-        parts.append(f"({column} >= ? AND {column} < ?)")
-        args.extend((cls * 100, cls * 100 + 100))
-    return "(" + " OR ".join(parts) + ")" if parts else "1"
-
-
-def column_conditions(
-    p: QueryParams, columns: dict[str, str], alias: str = ""
-) -> tuple[list[str], list[Any]]:
-    """SQL conditions (and their bound args) for every filter of ``p`` named in ``columns``."""
-    conds: list[str] = []
-    args: list[Any] = []
-    prefix = f"{alias}." if alias else ""
-    for name, column in columns.items():
-        value = getattr(p, name, None)
-        if value is None:
-            continue
-        col = prefix + column
-        if name == "status_code":
-            conds.append(_status_sql(col, value, args))
-        elif name == "endpoint" and p.endpoint_is_glob:
-            conds.append(f"{col} GLOB ?")
-            args.append(glob_pattern(value))
-        elif isinstance(value, tuple):
-            conds.append(f"{col} IN ({', '.join('?' * len(value))})")
-            args.extend(value)
-        else:
-            conds.append(f"{col} = ?")
-            args.append(value)
-    return conds, args
 
 
 def _where(p: QueryParams) -> tuple[str, list[Any]]:

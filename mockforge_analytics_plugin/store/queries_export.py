@@ -11,14 +11,14 @@ from typing import Any, cast
 import aiosqlite
 
 from ..params import QueryParams
-from .queries import SERIES_COLUMNS, glob_pattern
+from .filters import column_conditions
+from .queries import SERIES_COLUMNS
 
 __all__ = [
     "CLIENT_COLUMNS",
     "CLIENT_FILTERS",
     "ERROR_EVENT_COLUMNS",
     "ERROR_EVENT_FILTERS",
-    "column_conditions",
     "iter_client_rows",
     "iter_error_events",
 ]
@@ -46,31 +46,6 @@ CLIENT_FILTERS = {
 }  # fmt: skip
 
 
-def column_conditions(p: QueryParams, columns: dict[str, str]) -> tuple[list[str], list[Any]]:
-    """SQL conditions (bound) for the filters of `p` that `columns` maps to a table's columns."""
-    conds: list[str] = []
-    args: list[Any] = []
-    for name, col in columns.items():
-        value = getattr(p, name)
-        if value is None:
-            continue
-        if name == "endpoint":
-            conds.append(f"{col} GLOB ?" if p.endpoint_is_glob else f"{col} = ?")
-            args.append(glob_pattern(value) if p.endpoint_is_glob else value)
-        elif name == "status_code":
-            parts = [f"{col} IN ({', '.join('?' * len(value.codes))})"] if value.codes else []
-            args.extend(value.codes)
-            for cls in value.classes:
-                parts.append(f"({col} >= ? AND {col} < ?)")
-                args.extend((cls * 100, cls * 100 + 100))
-            conds.append("(" + " OR ".join(parts) + ")")
-        elif isinstance(value, tuple):
-            conds.append(f"{col} IN ({', '.join('?' * len(value))})")
-            args.extend(value)
-        else:
-            conds.append(f"{col} = ?")
-            args.append(value)
-    return conds, args
 
 
 async def iter_error_events(
