@@ -147,9 +147,10 @@ class Runtime:
 
     # -- figures ------------------------------------------------------------------------------
     def snapshot_figures(self) -> dict[str, Any]:
-        """Buffered and dropped counts for the hourly snapshot rows."""
+        """Buffered and dropped counts (and this instance's name) for the hourly snapshot rows."""
         drops = self.recorder.drops
         return {
+            "instance": self.instance,
             "buffered_requests": self.recorder.buffered_requests(),
             "dropped_requests": drops.buffer_dropped_requests,
             "uptime_seconds": self.clock() - self.started_at,
