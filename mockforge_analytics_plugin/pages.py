@@ -55,6 +55,8 @@ TEXT_FILTERS = (
     ("client", "Client", "client id or address"),
     ("test_run", "Test run", ""),
 )
+# Shown only when a Prometheus source is configured: queries read source=middleware by default.
+SOURCE_FILTER = ("source", "Source", "middleware (default), prometheus")
 # The filter state carried in links between pages: the window and the filter dimensions.
 _CARRIED = (*sorted(COMMON_PARAMS), "client")
 _EXPORT_DATASETS = {
@@ -172,7 +174,8 @@ def _base_context(
         "allowed": spec.allowed,
         "not_here": _NOT_HERE,
         "ranges": RANGES,
-        "text_filters": TEXT_FILTERS,
+        "text_filters": TEXT_FILTERS
+        + ((SOURCE_FILTER,) if getattr(runtime.config, "prometheus_url", None) else ()),
         "client_applies": "client" in spec.allowed,
         "show_filters": True,
         "host": request.headers.get("host", "127.0.0.1"),

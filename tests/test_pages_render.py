@@ -448,3 +448,19 @@ async def test_overview_shows_each_sources_freshness_failures_and_last_error(hos
     assert "<code>http://prom:9090</code>" in rows[1] and "HTTP 500 from Prometheus" in rows[1]
     assert '<td class="num">2</td>' in rows[1]
     assert "bounded by the bucket layout" in panel
+
+
+async def test_source_filter_appears_only_with_a_prometheus_source(host):
+    import dataclasses
+
+    html = (await host.page("/")).text
+    assert 'name="source"' not in html
+    original = host.runtime.config
+    host.runtime.config = dataclasses.replace(original, prometheus_url="http://127.0.0.1:9")
+    try:
+        html = (await host.page("/")).text
+        assert 'name="source"' in html
+        fleet = await host.page("/", source="prometheus")
+        assert fleet.status_code == 200 and 'name="source" value="prometheus"' in fleet.text
+    finally:
+        host.runtime.config = original
