@@ -44,14 +44,27 @@ def v1_decode(blob: bytes) -> dict[int, int]:
     return dict(_PAIR.iter_unpack(blob)) if blob else {}
 
 
-def v1_merge_blobs(blobs: Iterable[bytes]) -> dict[int, int]:
-    """Format 1 merge_blobs (as it was)."""
-    acc: dict[int, int] = {}
+def v1_merge_into(acc: dict[int, int], blob: bytes | Mapping[int, int] | None) -> dict[int, int]:
+    """Format 1 merge_into (as it was)."""
+    if not blob:
+        return acc
+    pairs: Iterable[tuple[int, int]]
+    if isinstance(blob, bytes | bytearray | memoryview):  # noqa: SIM108 - as the original read
+        pairs = _PAIR.iter_unpack(blob)
+    else:
+        pairs = blob.items()
     get = acc.get
+    for index, count in pairs:
+        acc[index] = get(index, 0) + count
+    return acc
+
+
+def v1_merge_blobs(blobs: Iterable[bytes | None]) -> dict[int, int]:
+    """Format 1 merge_blobs (as it was: merge_into per blob)."""
+    acc: dict[int, int] = {}
     for blob in blobs:
         if blob:
-            for index, count in _PAIR.iter_unpack(blob):
-                acc[index] = get(index, 0) + count
+            v1_merge_into(acc, blob)
     return acc
 
 
