@@ -8,6 +8,19 @@ runs. Per variant it prints the median requests/s, p99 latency and server CPU µ
 
 Run:  python benchmarks/overhead.py [--runs 5] [--duration 10] [--connections 32]
 Target (issue 3): the plugin's CPU per request at most 5 µs above the no-op layer's (median).
+
+Load-independent figure (printed first when valgrind is installed; --no-instructions skips it,
+--instructions-only prints only it): instructions per request of the same host app in-process
+(ASGI calls, no socket, no uvicorn), counted by callgrind, which counts every instruction the
+process executes whatever else runs on the machine. Each variant runs twice, with
+INSTR_SMALL and INSTR_LARGE requests, and the figure is the difference divided by the
+difference in requests (start-up and shutdown cancel out). One run is:
+
+  PYTHONHASHSEED=0 OPENBLAS_NUM_THREADS=1 valgrind --tool=callgrind --dump-instr=no \
+      --callgrind-out-file=OUT python benchmarks/overhead.py --_inproc VARIANT N
+
+and the count is the `totals:` line of OUT. The background tasks (flush, roll-up) do not run
+during the request loop (no request awaits the event loop), so this is the per-request path only.
 """
 
 from __future__ import annotations
@@ -34,6 +47,7 @@ import pluggy
 HERE = Path(__file__).resolve().parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PATH = "/api/users/42"
+INSTR_SMALL, INSTR_LARGE = 300, 1500  # requests per callgrind run (see the module doc)
 VARIANTS = ("off", "noop", "on")
 EXTRA_PLUGINS = {"noop": "noop=overhead:noop_plugin", "capture": "capture=overhead:capture_plugin"}
 
@@ -297,6 +311,93 @@ def run_python_load(port: int, duration: float, connections: int) -> LoadResult:
     return LoadResult(**json.loads(out))
 
 
+# -- instructions per request (callgrind, in-process) --------------------------------------------
+
+
+def run_inproc(variant: str, requests: int) -> None:
+    """Build the host app as `example-host serve` would (same config and plugins), start its
+    lifespan, send ``requests`` GETs through it in-process, then shut it down."""
+    from example_host.app import build_app
+
+    with tempfile.TemporaryDirectory(prefix="mockforge-inproc-") as tmp:
+        env = {k: v for k, v in os.environ.items() if k != "MOCKFORGE_EXTRA_PLUGINS"}
+        if variant in EXTRA_PLUGINS:
+            env["MOCKFORGE_EXTRA_PLUGINS"] = EXTRA_PLUGINS[variant]
+        sys.path.insert(0, str(HERE))  # the extra plugins are `overhead:...`
+        path = write_config(Path(tmp), variant)
+        app = build_app(json.loads(path.read_text()), config_path=path, env=env)
+        # What wrk sends: a Host header on a keep-alive HTTP/1.1 connection.
+        headers = [(b"host", b"127.0.0.1:8080")]
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: Any) -> None:
+            return None
+
+        async def drive() -> None:
+            async with app.router.lifespan_context(app):
+                for _ in range(requests):
+                    scope = {
+                        "type": "http", "asgi": {"version": "3.0", "spec_version": "2.4"},
+                        "http_version": "1.1", "server": ("127.0.0.1", 8080),
+                        "client": ("127.0.0.1", 40000), "scheme": "http", "method": "GET",
+                        "root_path": "", "path": PATH, "raw_path": PATH.encode(), "query_string": b"",
+                        "headers": headers, "state": {},
+                    }  # fmt: skip
+                    await app(scope, receive, send)
+
+        asyncio.run(drive())
+
+
+def callgrind_instructions(variant: str, requests: int, folder: Path) -> int:
+    """Instructions executed by one in-process run (valgrind --tool=callgrind)."""
+    out = folder / f"callgrind.{variant}.{requests}.out"
+    env = dict(os.environ, PYTHONHASHSEED="0", OPENBLAS_NUM_THREADS="1")
+    cmd = ["valgrind", "--tool=callgrind", "--dump-instr=no", f"--callgrind-out-file={out}",
+           os.path.realpath(sys.executable), __file__, "--_inproc", variant, str(requests)]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        raise SystemExit(f"callgrind run failed ({' '.join(cmd)}):\n{done.stderr[-2000:]}")
+    m = re.search(r"^(?:totals|summary):\s+(\d+)", out.read_text(), re.MULTILINE)
+    if not m:
+        raise SystemExit(f"no totals in {out}")
+    return int(m.group(1))
+
+
+def instructions_per_request(variants: tuple[str, ...]) -> dict[str, float]:
+    """Per variant: (instructions of INSTR_LARGE requests - of INSTR_SMALL) / the difference.
+
+    The runs go two at a time (one per core): counts do not depend on timing or load.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    with tempfile.TemporaryDirectory(prefix="mockforge-callgrind-") as tmp, ThreadPoolExecutor(2) as pool:
+        jobs = {
+            (v, n): pool.submit(callgrind_instructions, v, n, Path(tmp))
+            for v in variants
+            for n in (INSTR_SMALL, INSTR_LARGE)
+        }
+        counts = {key: job.result() for key, job in jobs.items()}
+    return {
+        v: (counts[v, INSTR_LARGE] - counts[v, INSTR_SMALL]) / (INSTR_LARGE - INSTR_SMALL) for v in variants
+    }
+
+
+def print_instructions(variants: tuple[str, ...]) -> None:
+    """Run callgrind for every variant and print instructions per request and the differences."""
+    t0 = time.monotonic()
+    per = instructions_per_request(variants)
+    print(f"instructions per request, in-process (callgrind; {INSTR_LARGE} - {INSTR_SMALL} requests):")
+    for v in variants:
+        above = f"  ({per[v] - per['noop']:+,.0f} vs noop)" if v != "noop" else ""
+        print(f"  {v:<8}{per[v]:>10,.0f}{above}")
+    on_noop = per["on"] - per["noop"]
+    print(f"  on/noop: x{per['on'] / per['noop']:.3f}; on - noop = {on_noop / per['off'] * 100:.1f}% "
+          f"of the plugin-off request; {time.monotonic() - t0:.0f} s")  # fmt: skip
+    print()
+
+
 # -- the experiment -----------------------------------------------------------------------------
 
 
@@ -337,8 +438,21 @@ def main() -> None:
         action="store_true",
         help="add a 'capture' variant: capture middleware + recorder only (no store, no mount)",
     )
+    parser.add_argument(
+        "--no-instructions", action="store_true", help="skip the callgrind instruction counts"
+    )
+    parser.add_argument(
+        "--instructions-only", action="store_true", help="print the callgrind instruction counts only"
+    )
     args = parser.parse_args()
     variants = (*VARIANTS, "capture") if args.diagnose else VARIANTS
+    if not args.no_instructions:
+        if shutil.which("valgrind"):
+            print_instructions(variants)
+        else:
+            print("instructions per request: skipped (valgrind is not installed)\n")
+        if args.instructions_only:
+            return
     use_wrk = shutil.which("wrk") is not None and not args.python_load
     print(f"load: {'wrk' if use_wrk else 'python'}, {args.connections} connections, {args.runs} x "
           f"{args.duration:g} s per variant, GET {PATH}; server on core 0, load on core 1")  # fmt: skip
@@ -401,7 +515,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 5 and sys.argv[1] == "--_loadgen":
+    if len(sys.argv) == 4 and sys.argv[1] == "--_inproc":
+        run_inproc(sys.argv[2], int(sys.argv[3]))
+    elif len(sys.argv) == 5 and sys.argv[1] == "--_loadgen":
         port, duration, connections = int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
         print(json.dumps(asyncio.run(_python_load(port, duration, connections))))
     else:

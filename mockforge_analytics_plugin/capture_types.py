@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["OTHER", "CapturedRequest"]
+__all__ = ["OTHER", "CapturedRequest", "error_category"]
 
 # The value a capped dimension (endpoint, client, test run) takes past its cap.
 OTHER = "__other__"
@@ -42,3 +42,16 @@ class CapturedRequest:
     error_message: str = ""
     request_id: str = ""
     in_flight: int = 0  # the protocol's in-flight gauge when this request started
+
+
+def error_category(status_code: int, error_type: str = "") -> str:
+    """Classify an error as REFERENCE.md does: client/server/network/timeout error, or other."""
+    if status_code == 499 or error_type == "client_disconnected":
+        return "network_error"
+    if status_code in (408, 504) or "timeout" in error_type.lower():
+        return "timeout_error"
+    if 400 <= status_code < 500:
+        return "client_error"
+    if 500 <= status_code < 600:
+        return "server_error"
+    return "other"

@@ -1,8 +1,8 @@
 """Pure ASGI capture middleware: times every HTTP request and WebSocket session into a Recorder.
 
-Stateless: everything about one request lives in locals of ``__call__``; the only shared object
-is the Recorder, whose ``record`` is a few dict operations and never awaits. Lifespan and other
-scope types pass straight through.
+Stateless: everything about one request lives in locals of ``__call__`` and its per-request
+``_HttpCall``; the only shared object is the Recorder, whose ``record_raw`` only appends and never
+awaits. Lifespan and other scope types pass straight through.
 """
 
 from __future__ import annotations
@@ -62,6 +62,56 @@ def _header_text(value: bytes, limit: int) -> str:
 
 def _utf8_len(text: str) -> int:
     return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+
+
+class _HttpCall:
+    """What one HTTP request's wrapped receive and send observe (one object per request: cheaper
+    than two closures over eight cells)."""
+
+    __slots__ = ("_perf", "_receive", "_send", "disconnected", "end", "finished", "first_byte",
+                 "read_any", "received", "sent", "status")  # fmt: skip
+
+    def __init__(self, receive: Receive, send: Send, perf: Callable[[], float]) -> None:
+        self._receive = receive
+        self._send = send
+        self._perf = perf
+        self.status = 0
+        self.first_byte = 0.0
+        self.end = 0.0
+        self.sent = 0
+        self.received = 0
+        self.read_any = False
+        self.finished = False
+        self.disconnected = False
+
+    async def receive(self) -> Message:
+        """The app's receive: count request bytes, note a disconnect before the response ended."""
+        message = await self._receive()
+        kind = message["type"]
+        if kind == "http.request":
+            self.read_any = True
+            self.received += len(message.get("body", b""))
+        elif kind == "http.disconnect" and not self.finished:
+            self.disconnected = True
+        return message
+
+    async def send(self, message: Message) -> None:
+        """The app's send: status, first and last byte times, response bytes."""
+        kind = message["type"]
+        if kind == "http.response.start":
+            self.status = message["status"]
+            self.first_byte = self._perf()
+        elif kind == "http.response.body":
+            self.sent += len(message.get("body", b""))
+        try:
+            await self._send(message)
+        except Exception as exc:
+            if isinstance(exc, OSError) or type(exc).__name__ in _CLIENT_GONE:
+                self.disconnected = True
+            raise
+        if kind == "http.response.body" and not message.get("more_body", False):
+            self.end = self._perf()
+            self.finished = True
 
 
 class CaptureMiddleware:
@@ -145,81 +195,45 @@ class CaptureMiddleware:
             await self.app(scope, receive, send)
             return
         perf = self.perf
+        call = _HttpCall(receive, send, perf)
         start = perf()
         ts = self.clock()
         protocol = "graphql" if path in self._graphql else "http"
         recorder = self.recorder
         in_flight = recorder.request_started(protocol)
-        status = 0
-        first_byte = 0.0
-        end = 0.0
-        sent = 0
-        received = 0
-        read_any = False
-        finished = False
-        disconnected = False
-
-        async def receive_wrapper() -> Message:
-            nonlocal received, read_any, disconnected
-            message = await receive()
-            kind = message["type"]
-            if kind == "http.request":
-                read_any = True
-                received += len(message.get("body", b""))
-            elif kind == "http.disconnect" and not finished:
-                disconnected = True
-            return message
-
-        async def send_wrapper(message: Message) -> None:
-            nonlocal status, first_byte, end, sent, finished, disconnected
-            kind = message["type"]
-            if kind == "http.response.start":
-                status = message["status"]
-                first_byte = perf()
-            elif kind == "http.response.body":
-                sent += len(message.get("body", b""))
-            try:
-                await send(message)
-            except Exception as exc:
-                if isinstance(exc, OSError) or type(exc).__name__ in _CLIENT_GONE:
-                    disconnected = True
-                raise
-            if kind == "http.response.body" and not message.get("more_body", False):
-                end = perf()
-                finished = True
-
         error_type = ""
         error_message = ""
         try:
-            await self.app(scope, receive_wrapper, send_wrapper)
+            await self.app(scope, call.receive, call.send)
         except Exception as exc:
-            if not disconnected:
+            if not call.disconnected:
                 error_type = type(exc).__name__
                 error_message = str(exc)[:MAX_ERROR_MESSAGE_CHARS]
             raise
         except BaseException:  # cancelled: the server gave up on this request (client gone, shutdown)
-            if not finished:
-                disconnected = True
+            if not call.finished:
+                call.disconnected = True
             raise
         finally:
             recorder.request_finished(protocol)
+            status = call.status
             if error_type:
                 status = 500
-            elif disconnected and not finished:
+            elif call.disconnected and not call.finished:
                 status = 499
                 error_type = "client_disconnected"
             elif status == 0:
                 status = 500
                 error_type = "no_response"
-            if not end:
-                end = perf()
+            end = call.end or perf()
+            first_byte = call.first_byte
             try:
                 # Only references and numbers here; parsing happens when the recorder folds its
                 # batch (cache-warm, off this request's path). The scope itself is not kept.
                 recorder.record_raw((
                     self._build_fn, ts, protocol, path, outer_root, status,
                     (end - start) * 1000.0, (first_byte - start) * 1000.0 if first_byte else 0.0,
-                    sent, received, read_any, error_type, error_message, in_flight,
+                    call.sent, call.received, call.read_any, error_type, error_message, in_flight,
                     scope.get("headers"), scope.get("client"), scope.get("mockforge"),
                     scope.get("route"), scope.get("root_path", ""), scope.get("method", "GET"),
                 ))  # fmt: skip

@@ -14,9 +14,17 @@ import logging
 from collections import deque
 from typing import Any
 
-from .capture_types import OTHER, CapturedRequest
+from .capture_types import OTHER, CapturedRequest, error_category
 from .config import AnalyticsConfig
-from .histogram import bucket_index
+from .histogram import _INV_LOG_GAMMA, _MAX_INDEX, _ceil, _log
+from .recorder_merge import (
+    MAX_CLIENT_ENDPOINTS,
+    client_index_key,
+    merge_client_delta,
+    merge_series_delta,
+    merged,
+    series_index_key,
+)
 from .snapshot import (
     ClientDelta,
     ClientKey,
@@ -32,7 +40,6 @@ __all__ = ["MAX_CLIENT_ENDPOINTS", "CapturedRequest", "Recorder", "error_categor
 
 log = logging.getLogger(__name__)
 
-MAX_CLIENT_ENDPOINTS = 100  # distinct "METHOD endpoint" keys per client delta; the rest -> __other__
 _CAP_MINUTES_KEPT = 5  # late requests (long ones) still find their minute's cap sets
 _TRIM_LOW_WATER = 0.9  # the request path trims to 90% of the bound so it does not trim every call
 # record() only appends; requests are folded into the buffers in batches: folding in a tight
@@ -52,66 +59,6 @@ class _MinuteCaps:
         self.clients: set[tuple[str, str]] = set()
         self.test_runs: set[str] = set()
         self.errors = 0  # error events kept this minute
-
-
-def error_category(status_code: int, error_type: str = "") -> str:
-    """Classify an error as REFERENCE.md does: client/server/network/timeout error, or other."""
-    if status_code == 499 or error_type == "client_disconnected":
-        return "network_error"
-    if status_code in (408, 504) or "timeout" in error_type.lower():
-        return "timeout_error"
-    if 400 <= status_code < 500:
-        return "client_error"
-    if 500 <= status_code < 600:
-        return "server_error"
-    return "other"
-
-
-def merge_series_delta(into: SeriesDelta, other: SeriesDelta) -> None:
-    """Add ``other``'s counters into ``into`` (exact: sums, min/max, histogram counts)."""
-    into.request_count += other.request_count
-    into.error_count += other.error_count
-    into.latency_count += other.latency_count
-    into.latency_sum += other.latency_sum
-    if other.latency_min is not None and (into.latency_min is None or other.latency_min < into.latency_min):
-        into.latency_min = other.latency_min
-    if other.latency_max is not None and (into.latency_max is None or other.latency_max > into.latency_max):
-        into.latency_max = other.latency_max
-    into.ttfb_sum += other.ttfb_sum
-    hist = into.histogram
-    for index, count in other.histogram.items():
-        hist[index] = hist.get(index, 0) + count
-    into.bytes_sent += other.bytes_sent
-    into.bytes_received += other.bytes_received
-    into.injected_latency_sum += other.injected_latency_sum
-    into.fault_count += other.fault_count
-    into.session_count += other.session_count
-    into.session_duration_sum += other.session_duration_sum
-    if other.active_connections > into.active_connections:
-        into.active_connections = other.active_connections
-
-
-def _merge_client_delta(into: ClientDelta, other: ClientDelta) -> None:
-    into.request_count += other.request_count
-    into.error_count += other.error_count
-    into.latency_count += other.latency_count
-    into.latency_sum += other.latency_sum
-    into.bytes_sent += other.bytes_sent
-    into.bytes_received += other.bytes_received
-    eps = into.endpoints
-    for name, count in other.endpoints.items():
-        if name not in eps and len(eps) >= MAX_CLIENT_ENDPOINTS:
-            name = OTHER
-        eps[name] = eps.get(name, 0) + count
-
-
-def _series_index_key(k: SeriesKey) -> tuple[Any, ...]:
-    return (k.minute, k.protocol, k.method, k.endpoint, k.status_code, k.workspace_id, k.environment,
-            k.test_run)  # fmt: skip
-
-
-def _client_index_key(k: ClientKey) -> tuple[Any, ...]:
-    return (k.hour, k.client_id, k.user_agent, k.protocol, k.workspace_id, k.environment, k.test_run)
 
 
 class Recorder:
@@ -145,8 +92,9 @@ class Recorder:
         self._caps_minute = -1
         self._caps = _MinuteCaps()
         self._caps_by_minute: dict[int, _MinuteCaps] = {}
-        # The ring keeps plain tuples of str/number fields (RecentRequest order): the GC stops
-        # tracking such tuples, so a full ring adds nothing to every full collection.
+        # The ring keeps the plain tuples of str/number fields that _add gets (CapturedRequest
+        # order; recent() maps them to RecentRequest): the GC stops tracking such tuples, so a
+        # full ring adds nothing to every full collection.
         self._ring: deque[tuple[Any, ...]] = deque(maxlen=max(1, config.recent_requests))
         self._in_flight: dict[str, int] = {}
         self._total_requests = 0
@@ -215,16 +163,16 @@ class Recorder:
                         if self.build_failures == 1:
                             log.exception("analytics: a captured request could not be built")
                         continue
-                    add(*fields)
+                    add(fields)
                 else:
                     r: CapturedRequest = item
-                    add(
+                    add((
                         r.timestamp, r.protocol, r.method, r.endpoint, r.path, r.status_code,
                         r.duration_ms, r.ttfb_ms, r.bytes_sent, r.bytes_received, r.client_id,
                         r.user_agent, r.workspace_id, r.environment, r.test_run, r.mock_route_id,
                         r.injected_latency_ms, r.fault_injected, r.trace_id, r.span_id, r.error_type,
                         r.error_message, r.request_id, r.in_flight,
-                    )  # fmt: skip
+                    ))  # fmt: skip
             self._total_requests += added
             self._buffered += added
             if self._buffered > self._max_buffered:
@@ -237,14 +185,14 @@ class Recorder:
         self._fold()
         return self._drops
 
-    def _add(
-        self, ts: float, protocol: str, method: str, raw_endpoint: str, path: str, status: int,
-        duration: float, ttfb: float, sent: int, received: int, client_id: str, user_agent: str,
-        workspace: str, environment: str, raw_test_run: str, route_id: str, injected: float,
-        fault: bool, trace_id: str, span_id: str, error_type: str, error_message: str,
-        request_id: str, in_flight: int,
-    ) -> None:  # fmt: skip
-        """Add one request (CapturedRequest fields, in order) to every buffer: a few dict operations."""
+    def _add(self, fields: tuple[Any, ...]) -> None:
+        """Add one request (CapturedRequest fields, in order, as a tuple) to every buffer: a few
+        dict operations. The tuple itself becomes the recent ring's entry (no copy)."""
+        (
+            ts, protocol, method, raw_endpoint, path, status, duration, ttfb, sent, received,
+            client_id, user_agent, workspace, environment, raw_test_run, _route_id, injected, fault,
+            trace_id, span_id, error_type, error_message, request_id, in_flight,
+        ) = fields  # fmt: skip
         minute = int(ts // 60) * 60
         caps = self._caps if minute == self._caps_minute else self._caps_for(minute)
         endpoint = raw_endpoint
@@ -295,7 +243,13 @@ class Recorder:
                 d.latency_max = duration
             d.ttfb_sum += ttfb
             hist = d.histogram
-            b = bucket_index(duration)
+            us = duration * 1000.0  # histogram.bucket_index, inlined (one call less per request)
+            if us <= 1.0:
+                b = 0
+            else:
+                b = _ceil(_log(us) * _INV_LOG_GAMMA)
+                if b > _MAX_INDEX:
+                    b = _MAX_INDEX
             hist[b] = hist.get(b, 0) + 1
         d.bytes_sent += sent
         d.bytes_received += received
@@ -315,6 +269,7 @@ class Recorder:
             else:
                 client_id = user_agent = OTHER
                 self._drops.client_overflow += 1
+                fields = (*fields[:10], OTHER, OTHER, *fields[12:])  # the ring shows the overflow
         ckey = (minute // 3600 * 3600, client_id, user_agent, protocol, workspace, environment, test_run)
         c = self._client_index.get(ckey)
         if c is None:
@@ -336,10 +291,7 @@ class Recorder:
             ep = OTHER
         eps[ep] = eps.get(ep, 0) + 1
 
-        self._ring.append(
-            (ts, protocol, method, path, raw_endpoint, status, duration, ttfb, sent, received, client_id,
-             user_agent, raw_test_run, workspace, environment, route_id, injected, fault, trace_id)
-        )  # fmt: skip
+        self._ring.append(fields)
         if is_error:
             if caps.errors < self._max_errors_per_minute:
                 caps.errors += 1
@@ -373,31 +325,19 @@ class Recorder:
     def restore(self, snapshot: RecorderSnapshot) -> None:
         """Put back a snapshot whose write failed, merged with what arrived since; then bound it."""
         self._fold()
-        series = dict(snapshot.series)  # the older data first, so "oldest" stays in front
-        for k, d in self._series.items():
-            old = series.get(k)
-            if old is None:
-                series[k] = d
-            else:
-                merge_series_delta(old, d)
+        series = merged(snapshot.series, self._series, merge_series_delta)  # older first
         self._series = series
         self._series_index = {
-            _series_index_key(k): d
+            series_index_key(k): d
             for k, d in series.items()
             if k.source == self.source and k.instance == self.instance
         }
         self._buffered = sum(d.request_count for d in series.values())
 
-        clients = dict(snapshot.clients)
-        for ck, cd in self._clients.items():
-            old_c = clients.get(ck)
-            if old_c is None:
-                clients[ck] = cd
-            else:
-                _merge_client_delta(old_c, cd)
+        clients = merged(snapshot.clients, self._clients, merge_client_delta)
         self._clients = clients
         self._client_index = {
-            _client_index_key(k): d for k, d in clients.items() if k.instance == self.instance
+            client_index_key(k): d for k, d in clients.items() if k.instance == self.instance
         }
 
         self._errors = list(snapshot.errors) + self._errors
@@ -413,7 +353,7 @@ class Recorder:
             if self._buffered - dropped <= target:
                 break
             d = self._series.pop(k)
-            self._series_index.pop(_series_index_key(k), None)
+            self._series_index.pop(series_index_key(k), None)
             dropped += d.request_count
         self._buffered -= dropped
         self._drops.buffer_dropped_requests += dropped
@@ -423,7 +363,7 @@ class Recorder:
             oldest_hour = min(k.minute for k in self._series) // 3600 * 3600
             for ck in [ck for ck in self._clients if ck.hour < oldest_hour]:
                 del self._clients[ck]
-                self._client_index.pop(_client_index_key(ck), None)
+                self._client_index.pop(client_index_key(ck), None)
 
     def _trim_errors(self, target: int) -> None:
         excess = len(self._errors) - target
@@ -464,5 +404,7 @@ class Recorder:
         out: list[RecentRequest] = []
         ring = self._ring
         for i in range(1, n + 1):
-            out.append(RecentRequest(*ring[-i]))
+            f = ring[-i]  # CapturedRequest fields, in order (see _add)
+            out.append(RecentRequest(f[0], f[1], f[2], f[4], f[3], f[5], f[6], f[7], f[8], f[9], f[10],
+                                     f[11], f[14], f[12], f[13], f[15], f[16], f[17], f[18]))  # fmt: skip
         return out
