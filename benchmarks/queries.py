@@ -162,8 +162,8 @@ def fill(path: Path, seed: int = 5) -> dict[str, int]:
 
 async def prepare(fresh: bool) -> Path:
     """The cached database for these parameters (built when missing or --fresh)."""
-    key = hashlib.sha1(
-        f"{NOW}-{ENDPOINTS}-{RATE}-{MINUTE_DAYS}-{HOUR_DAYS}-{DAY_DAYS}-{ZIPF_S}-v2".encode()
+    key = hashlib.sha1(  # v3: histogram blob format 2
+        f"{NOW}-{ENDPOINTS}-{RATE}-{MINUTE_DAYS}-{HOUR_DAYS}-{DAY_DAYS}-{ZIPF_S}-v3".encode()
     ).hexdigest()[:10]
     path = Path(f"/tmp/mockforge-bench-queries-{key}.db")
     if path.exists() and not fresh:

@@ -3,23 +3,56 @@
 Bucket ``i`` holds latencies in (gamma^(i-1), gamma^i] microseconds with gamma = (1+a)/(1-a),
 a = 0.01; latencies of 1 µs or less fall in bucket 0. A bucket's representative value
 2·gamma^i/(gamma+1) is within ``a`` of every value in it, so any quantile read from merged
-histograms is within 1% of the exact one. Stored as packed little-endian (uint16 index,
-uint32 count) pairs sorted by index.
+histograms is within 1% of the exact one.
+
+Stored format (format 2; the 6-byte (uint16 index, uint32 count) pairs of format 1 are no longer
+readable, nothing stored with them was released): a blob is a sequence of self-delimiting
+segments, so the concatenation of two blobs is a valid blob holding their sum. A segment is
+
+    header byte  bits 0-1 kind, bits 2-3 count width code (0: 1, 1: 2, 2: 4, 3: 8 bytes),
+                 bits 4-7 the entry count n when 1..15, 0 when a uint16 n follows the base
+    base         uint16, the first bucket index
+    [n]          uint16, when the header's n field is 0
+    body         by kind, all little-endian:
+      0 PAIRS    n index deltas (uint8; the first from base, so usually 0) then n counts
+      1 RUN      n counts for buckets base .. base+n-1 (zero counts allowed, skipped)
+      2 SAMPLES  n index deltas (uint8), one per observation: counts are the repeats (no counts)
+
+The encoder splits the sorted buckets where two neighbours are more than 255 apart (a factor of
+~160 in latency) and picks, per segment, the smallest kind and the narrowest count width. A
+minute of a sparse series costs about one byte per observation, a dense one a byte or two per
+bucket, instead of six. Decoding stays in C: ``itertools.accumulate`` over the delta bytes,
+``struct`` for the counts, ``collections.Counter`` for samples.
 """
 
 from __future__ import annotations
 
 import math
 import struct
-from collections.abc import Iterable, Mapping, Sequence
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from itertools import accumulate, compress
+from typing import Any, cast
+
+try:  # the C helper behind Counter.update: mapping[x] = mapping.get(x, 0) + 1 for each x
+    from collections import _count_elements  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover - other interpreters
+
+    def _count_elements(mapping: dict[int, int], iterable: Iterable[int]) -> None:
+        get = mapping.get
+        for x in iterable:
+            mapping[x] = get(x, 0) + 1
+
 
 __all__ = [
     "GAMMA",
     "RELATIVE_ACCURACY",
+    "arrays",
     "bucket_index",
     "bucket_value",
     "decode",
     "encode",
+    "encode_with_quantiles",
     "merge_blobs",
     "merge_into",
     "quantile",
@@ -30,9 +63,17 @@ RELATIVE_ACCURACY = 0.01
 GAMMA = (1 + RELATIVE_ACCURACY) / (1 - RELATIVE_ACCURACY)
 _INV_LOG_GAMMA = 1.0 / math.log(GAMMA)
 _MAX_INDEX = 0xFFFF  # uint16; gamma^65535 µs is far beyond any latency
-_PAIR = struct.Struct("<HI")
 _log = math.log
 _ceil = math.ceil
+
+PAIRS, RUN, SAMPLES = 0, 1, 2
+_WIDTHS = (1, 2, 4, 8)
+_CODES = "BHIQ"
+_MAX_GAP = 255  # largest index delta a uint8 holds
+_MAX_N = 0xFFFF
+_U16 = struct.Struct("<H")
+_unpack_u16 = _U16.unpack_from
+_COUNTS: dict[tuple[int, int], struct.Struct] = {}  # (width code, n) -> "<nX"
 
 
 def bucket_index(latency_ms: float) -> int:
@@ -51,38 +92,457 @@ def bucket_value(index: int) -> float:
     return 2.0 * GAMMA**index / (GAMMA + 1.0) / 1000.0
 
 
-def encode(hist: Mapping[int, int]) -> bytes:
-    """Pack a histogram into bytes (sorted (uint16 index, uint32 count) pairs)."""
-    items = sorted(hist.items())
-    if not items:
-        return b""
-    flat: list[int] = []
+_BUCKET_VALUES = [bucket_value(i) for i in range(4096)]  # latencies up to ~1e30 s
+
+
+def _value(index: int) -> float:
+    return _BUCKET_VALUES[index] if 0 <= index < 4096 else bucket_value(index)
+
+
+# -- encoding --------------------------------------------------------------------------------
+
+
+def _counts_struct(wcode: int, n: int) -> struct.Struct:
+    s = _COUNTS.get((wcode, n))
+    if s is None:
+        if len(_COUNTS) > 4096:
+            _COUNTS.clear()
+        s = _COUNTS[(wcode, n)] = struct.Struct(f"<{n}{_CODES[wcode]}")
+    return s
+
+
+def _wcode(largest: int) -> int:
+    if largest < 0x100:
+        return 0
+    if largest < 0x10000:
+        return 1
+    if largest < 0x100000000:
+        return 2
+    if largest < 0x10000000000000000:
+        return 3
+    raise ValueError(f"histogram count too large: {largest}")
+
+
+def _header(kind: int, wcode: int, base: int, n: int) -> bytes:
+    if n < 16:
+        return bytes((kind | wcode << 2 | n << 4, base & 0xFF, base >> 8))
+    return bytes((kind | wcode << 2, base & 0xFF, base >> 8, n & 0xFF, n >> 8))
+
+
+def _segment(indexes: list[int], counts: list[int], out: list[bytes]) -> None:
+    """Append the smallest encoding of one cluster (sorted indexes, gaps <= 255, counts >= 1)."""
+    n = len(indexes)
+    base = indexes[0]
+    span = indexes[-1] - base + 1
+    total = sum(counts)
+    wcode = _wcode(max(counts))
+    width = _WIDTHS[wcode]
+    size_pairs = n * (1 + width)
+    size_run = span * width
+    if total <= size_pairs and total <= size_run and total <= _MAX_N:
+        # SAMPLES: one delta byte per observation (the repeats of an index are deltas of 0).
+        deltas = bytearray(total)
+        pos = 0
+        prev = base
+        for index, count in zip(indexes, counts, strict=True):
+            deltas[pos] = index - prev
+            pos += count  # the repeats stay 0
+            prev = index
+        out.append(_header(SAMPLES, 0, base, total))
+        out.append(bytes(deltas))
+        return
+    if size_run <= size_pairs and span <= _MAX_N:
+        full = [0] * span
+        for index, count in zip(indexes, counts, strict=True):
+            full[index - base] = count
+        out.append(_header(RUN, wcode, base, span))
+        out.append(_counts_struct(wcode, span).pack(*full))
+        return
+    for start in range(0, n, _MAX_N):
+        idx = indexes[start : start + _MAX_N]
+        cnt = counts[start : start + _MAX_N]
+        m = len(idx)
+        prev = idx[0]
+        deltas = bytearray(m)
+        for k in range(1, m):
+            deltas[k] = idx[k] - idx[k - 1]
+        out.append(_header(PAIRS, wcode, prev, m))
+        out.append(bytes(deltas))
+        out.append(_counts_struct(wcode, m).pack(*cnt))
+
+
+def _encode_items(items: list[tuple[int, int]]) -> bytes:
+    """Encode sorted (index, count) pairs with count >= 1."""
+    out: list[bytes] = []
+    indexes: list[int] = []
+    counts: list[int] = []
+    prev = -_MAX_GAP - 1
     for index, count in items:
-        flat.append(index)
-        flat.append(count)
-    return struct.pack("<" + "HI" * len(items), *flat)
+        if not 0 <= index <= _MAX_INDEX:
+            raise ValueError(f"bucket index out of range: {index}")
+        if index - prev > _MAX_GAP and indexes:
+            _segment(indexes, counts, out)
+            indexes = []
+            counts = []
+        indexes.append(index)
+        counts.append(count)
+        prev = index
+    if indexes:
+        _segment(indexes, counts, out)
+    return b"".join(out)
 
 
-def decode(blob: bytes | None) -> dict[int, int]:
-    """Unpack bytes made by :func:`encode` into a dict of index -> count."""
+def _sorted_items(hist: Mapping[int, int]) -> list[tuple[int, int]]:
+    items = sorted(hist.items())
+    for _, count in items:
+        if count <= 0:
+            if count < 0:
+                raise ValueError(f"negative histogram count: {count}")
+            return [(i, c) for i, c in items if c]  # empty buckets carry nothing: dropped
+    return items
+
+
+def encode(hist: Mapping[int, int]) -> bytes:
+    """Pack a histogram into bytes (format 2, see the module docstring); empty -> b""."""
+    items = _sorted_items(hist)
+    return _encode_items(items) if items else b""
+
+
+def encode_with_quantiles(
+    hist: Mapping[int, int],
+) -> tuple[bytes, float | None, float | None, float | None]:
+    """Return ``encode(hist)`` and p50/p95/p99 (equal to :func:`quantiles`) from one sort."""
+    items = _sorted_items(hist)
+    if not items:
+        return b"", None, None, None
+    blob = _encode_items(items)
+    if len(items) == 1:
+        v = _value(items[0][0])
+        return blob, v, v, v
+    last = sum(c for _, c in items) - 1
+    r50, r95, r99 = 0.5 * last, 0.95 * last, 0.99 * last
+    seen = 0
+    p50 = p95 = None
+    for index, count in items:
+        seen += count
+        if p50 is None and seen > r50:
+            p50 = _value(index)
+        if p95 is None and seen > r95:
+            p95 = _value(index)
+        if seen > r99:
+            v = _value(index)
+            return blob, v if p50 is None else p50, v if p95 is None else p95, v
+    v = _value(items[-1][0])
+    return blob, v if p50 is None else p50, v if p95 is None else p95, v
+
+
+# -- decoding --------------------------------------------------------------------------------
+
+
+def _segments(blob: bytes | bytearray | memoryview) -> Iterator[tuple[int, Iterable]]:
+    """Yield (kind, iterable) per segment: (index, count) pairs, or sample indexes for SAMPLES."""
+    view = memoryview(blob)
+    end = len(view)
+    pos = 0
+    try:
+        while pos < end:
+            h = view[pos]
+            base = view[pos + 1] | view[pos + 2] << 8
+            n = h >> 4
+            if n:
+                pos += 3
+            else:
+                n = view[pos + 3] | view[pos + 4] << 8
+                pos += 5
+            kind = h & 3
+            if kind == SAMPLES:
+                stop = pos + n
+                if stop > end:
+                    raise ValueError
+                samples = accumulate(view[pos:stop], initial=base)
+                next(samples)  # the initial value itself
+                yield SAMPLES, samples
+                pos = stop
+                continue
+            wcode = h >> 2 & 3
+            if kind == PAIRS:
+                counts = _counts_struct(wcode, n).unpack_from(view, pos + n)
+                indexes = accumulate(view[pos : pos + n], initial=base)
+                next(indexes)  # the initial value itself
+                yield PAIRS, zip(indexes, counts, strict=True)
+                pos += n + n * _WIDTHS[wcode]
+            elif kind == RUN:
+                counts = _counts_struct(wcode, n).unpack_from(view, pos)
+                yield PAIRS, compress(zip(range(base, base + n), counts, strict=True), counts)
+                pos += n * _WIDTHS[wcode]
+            else:
+                raise ValueError
+    except (ValueError, IndexError, struct.error):
+        raise ValueError(f"malformed histogram blob at byte {pos} of {end}") from None
+
+
+def decode(blob: bytes | bytearray | memoryview | None) -> dict[int, int]:
+    """Unpack bytes made by :func:`encode` (or a concatenation of such) into index -> count."""
     if not blob:
         return {}
-    return dict(_PAIR.iter_unpack(blob))
+    out: dict[int, int] = {}
+    for kind, entries in _segments(blob):
+        if kind == SAMPLES:
+            part: Mapping[int, int] = Counter(entries)
+        else:
+            part = dict(entries)
+        if out:
+            get = out.get
+            for index, count in part.items():
+                out[index] = get(index, 0) + count
+        else:
+            out = part if type(part) is dict else dict(part)
+    return out
 
 
 def merge_into(acc: dict[int, int], blob_or_hist: bytes | Mapping[int, int] | None) -> dict[int, int]:
     """Add a histogram (packed or a dict) into ``acc`` in place, and return ``acc``."""
     if not blob_or_hist:
         return acc
-    pairs: Iterable[tuple[int, int]]
-    if isinstance(blob_or_hist, bytes | bytearray | memoryview):
-        pairs = _PAIR.iter_unpack(blob_or_hist)
-    else:
-        pairs = blob_or_hist.items()
     get = acc.get
-    for index, count in pairs:
+    if type(blob_or_hist) is bytes:
+        # Fast paths for a blob of one segment (what the store writes).
+        b = blob_or_hist
+        h = b[0]
+        n = h >> 4
+        start = 3
+        if not n and len(b) >= 5:
+            n = b[3] | b[4] << 8
+            start = 5
+        kind = h & 3
+        if not n:
+            pass  # malformed or empty: the general path below says which
+        elif kind == SAMPLES:
+            if start + n == len(b):
+                samples = accumulate(b[start:], initial=b[1] | b[2] << 8)
+                next(samples)  # the initial value itself
+                _count_elements(acc, samples)  # in C
+                return acc
+        elif kind == RUN:
+            wcode = h >> 2 & 3
+            if start + n * _WIDTHS[wcode] == len(b):
+                counts = _counts_struct(wcode, n).unpack_from(b, start)
+                base = b[1] | b[2] << 8
+                for index, count in compress(zip(range(base, base + n), counts, strict=True), counts):
+                    acc[index] = get(index, 0) + count
+                return acc
+    if isinstance(blob_or_hist, bytes | bytearray | memoryview):
+        for kind, entries in _segments(blob_or_hist):
+            if kind == SAMPLES:
+                _count_elements(acc, entries)
+            else:
+                for index, count in entries:
+                    acc[index] = get(index, 0) + count
+        return acc
+    for index, count in blob_or_hist.items():
         acc[index] = get(index, 0) + count
     return acc
+
+
+def arrays(blobs: Sequence[bytes | None]) -> tuple[Any, Any, Any]:
+    """Decode many blobs at once for numpy: (blob ordinal, bucket index, count) int64 arrays.
+
+    One entry per stored entry, in no particular order (a SAMPLES observation has count 1, RUN
+    buckets may have count 0, an index may repeat): made for ``numpy.bincount``, which sums them.
+    Blobs of one segment (what the store writes) are decoded without a Python loop: their
+    headers are read as arrays, their bodies gathered by kind and count width. Concatenated
+    blobs take a Python walk over their segment headers. Requires numpy.
+    """
+    import numpy as np
+
+    i64 = np.int64
+    empty = np.zeros(0, dtype=i64)
+    if not blobs:
+        return empty, empty, empty
+    joined = cast("Sequence[bytes]", blobs) if all(blobs) else [b if b else b"" for b in blobs]
+    lens = np.fromiter(map(len, joined), dtype=i64, count=len(joined))
+    buf = np.frombuffer(b"".join(joined), dtype=np.uint8)
+    if not len(buf):
+        return empty, empty, empty
+    last = len(buf) - 1
+    own = np.flatnonzero(lens)
+    size = lens[own]
+    start = (np.cumsum(lens) - lens)[own]
+
+    def byte(offset: int) -> Any:
+        return buf[np.minimum(start + offset, last)].astype(i64)
+
+    h = byte(0)
+    n = h >> 4
+    long = n == 0
+    n = np.where(long, byte(3) | byte(4) << 8, n)
+    head = np.where(long, 5, 3)
+    kind = h & 3
+    wcode = h >> 2 & 3
+    width = np.asarray(_WIDTHS, dtype=i64)[wcode]
+    body = np.where(kind == SAMPLES, n, np.where(kind == RUN, n * width, n + n * width))
+    single = (head + body == size) & (kind != 3) & (size >= head)
+    owners_out: list[Any] = []
+    index_out: list[Any] = []
+    count_out: list[Any] = []
+    if not single.all():  # concatenated (or malformed) blobs: walk their segments
+        rest = own[~single].tolist()
+        o, i, c = _arrays_walk([joined[k] for k in rest], rest)
+        owners_out.append(o)
+        index_out.append(i)
+        count_out.append(c)
+    if owners_out:
+        own, n, kind, wcode = own[single], n[single], kind[single], wcode[single]
+        base = (byte(1) | byte(2) << 8)[single]
+        first_byte = (start + head)[single]
+        start, head = start[single], head[single]
+    else:
+        base = byte(1) | byte(2) << 8
+        first_byte = start + head
+    key = kind | wcode << 2
+    k0 = int(key[0]) if len(key) else 0
+    if not owners_out and k0 & 3 != PAIRS and len(key) and bool((key == k0).all()):
+        # Every blob is one SAMPLES (or one RUN) segment of one count width: the bodies are the
+        # buffer without its headers, in order, so one mask replaces the per-entry gathers.
+        keep = np.ones(len(buf), dtype=bool)
+        keep[start] = False
+        keep[start + 1] = False
+        keep[start + 2] = False
+        if bool(long.any()):
+            keep[start[long] + 3] = False
+            keep[start[long] + 4] = False
+        body_bytes = buf[keep]
+        g_first = np.cumsum(n) - n
+        total = int(n.sum())
+        owner = np.repeat(own, n)
+        if k0 & 3 == RUN:
+            w = _WIDTHS[k0 >> 2]
+            local = np.arange(total, dtype=i64) - np.repeat(g_first, n)
+            counts = body_bytes.view(np.dtype(f"<u{w}")).astype(i64)
+            return owner, np.repeat(base, n) + local, counts
+        cs = np.cumsum(body_bytes, dtype=i64)
+        before = np.where(g_first > 0, cs[np.maximum(g_first - 1, 0)], 0)
+        return owner, cs - np.repeat(before - base, n), np.ones(total, dtype=i64)
+    # One output array each, written group by group (no concatenation pass at the end).
+    walked = sum(len(o) for o in owners_out)
+    size_out = walked + int(n.sum())
+    owner = np.empty(size_out, dtype=i64)
+    index = np.empty(size_out, dtype=i64)
+    count = np.empty(size_out, dtype=i64)
+    if walked:
+        owner[:walked] = owners_out[0]
+        index[:walked] = index_out[0]
+        count[:walked] = count_out[0]
+    pos = walked
+    for k in np.unique(key).tolist():
+        m = key == k
+        g_n = n[m]
+        g_first = np.cumsum(g_n) - g_n  # where each segment's entries start in the group
+        total = int(g_n.sum())
+        sl = slice(pos, pos + total)
+        pos += total
+        g_start = first_byte[m]
+        g_base = base[m]
+        owner[sl] = np.repeat(own[m], g_n)
+        w = _WIDTHS[k >> 2]
+        if k & 3 == RUN:  # bucket base + entry number within its segment
+            np.add(np.arange(total, dtype=i64), np.repeat(g_base - g_first, g_n), out=index[sl])
+            count[sl] = _gather_counts(np, buf, g_start, g_n, w)
+            continue
+        where = np.arange(total, dtype=i64)
+        where += np.repeat(g_start - g_first, g_n)  # each delta byte's place in buf
+        idx = index[sl]
+        np.cumsum(buf[where], dtype=i64, out=idx)
+        before = np.where(g_first > 0, idx[np.maximum(g_first - 1, 0)], 0)
+        idx += np.repeat(g_base - before, g_n)  # the running sum restarts at each segment's base
+        if k & 3 == SAMPLES:
+            count[sl] = 1
+        else:
+            count[sl] = _gather_counts(np, buf, g_start + g_n, g_n, w)
+    return owner, index, count
+
+
+def _gather_counts(np: Any, buf: Any, starts: Any, n: Any, width: int) -> Any:
+    """The little-endian counts of `width` bytes, n[i] of them at starts[i], as one int64 array."""
+    nbytes = n * width
+    first = np.cumsum(nbytes) - nbytes
+    total = int(nbytes.sum())
+    raw = buf[np.repeat(starts, nbytes) + np.arange(total, dtype=np.int64) - np.repeat(first, nbytes)]
+    return raw.view(np.dtype(f"<u{width}")).astype(np.int64)
+
+
+def _arrays_walk(blobs: Sequence[bytes], ordinals: Sequence[int]) -> tuple[Any, Any, Any]:
+    """:func:`arrays` for blobs of any number of segments, walking the headers in Python."""
+    import numpy as np
+
+    # (kind | width code << 2) -> [owners, bases, lengths, delta bodies, count bodies]
+    groups: dict[int, tuple[list[int], list[int], list[int], list[bytes], list[bytes]]] = {}
+    for ordinal, blob in zip(ordinals, blobs, strict=True):
+        if not blob:
+            continue
+        if type(blob) is not bytes:
+            blob = bytes(blob)
+        end = len(blob)
+        pos = 0
+        while pos < end:
+            if pos + 3 > end or (blob[pos] < 16 and pos + 5 > end):
+                raise ValueError(f"malformed histogram blob at byte {pos} of {end}")
+            h = blob[pos]
+            n = h >> 4
+            if n:
+                body = pos + 3
+            else:
+                n = blob[pos + 3] | blob[pos + 4] << 8
+                body = pos + 5
+            key = h & 15
+            group = groups.get(key)
+            if group is None:
+                group = groups[key] = ([], [], [], [], [])
+            group[0].append(ordinal)
+            group[1].append(blob[pos + 1] | blob[pos + 2] << 8)
+            group[2].append(n)
+            kind = h & 3
+            if kind == SAMPLES:
+                pos = body + n
+                group[3].append(blob[body:pos])
+            else:
+                if kind == PAIRS:
+                    group[3].append(blob[body : body + n])
+                    body += n
+                elif kind != RUN:
+                    raise ValueError(f"malformed histogram blob at byte {pos} of {end}")
+                pos = body + n * _WIDTHS[h >> 2 & 3]
+                group[4].append(blob[body:pos])
+            if pos > end:
+                raise ValueError(f"malformed histogram blob at byte {pos} of {end}")
+    owners_out: list[Any] = []
+    index_out: list[Any] = []
+    count_out: list[Any] = []
+    for key, (owners, bases, lengths, deltas, counts) in groups.items():
+        kind, wcode = key & 3, key >> 2
+        lens = np.asarray(lengths, dtype=np.int64)
+        base = np.asarray(bases, dtype=np.int64)
+        total = int(lens.sum())
+        owners_out.append(np.repeat(np.asarray(owners, dtype=np.int64), lens))
+        if kind == RUN:
+            first = np.cumsum(lens) - lens
+            index_out.append(np.arange(total, dtype=np.int64) + np.repeat(base - first, lens))
+        else:  # index = base + running sum of the deltas within the segment
+            cs = np.cumsum(np.frombuffer(b"".join(deltas), dtype=np.uint8), dtype=np.int64)
+            before = np.cumsum(lens) - lens - 1
+            offset = np.where(before >= 0, cs[np.maximum(before, 0)], 0)
+            index_out.append(cs + np.repeat(base - offset, lens))
+        if kind == SAMPLES:
+            count_out.append(np.ones(total, dtype=np.int64))
+        else:
+            dtype = np.dtype("<u" + str(_WIDTHS[wcode]))
+            count_out.append(np.frombuffer(b"".join(counts), dtype=dtype).astype(np.int64))
+    if not owners_out:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, empty
+    if len(owners_out) == 1:
+        return owners_out[0], index_out[0], count_out[0]
+    return np.concatenate(owners_out), np.concatenate(index_out), np.concatenate(count_out)
 
 
 def merge_blobs(blobs: Iterable[bytes | None]) -> dict[int, int]:

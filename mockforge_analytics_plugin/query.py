@@ -14,6 +14,7 @@ from typing import Any
 
 import aiosqlite
 
+from .histogram import arrays as histogram_arrays
 from .histogram import bucket_value, merge_blobs, merge_into, quantiles
 from .params import QueryParams
 from .store.queries import (
@@ -108,13 +109,10 @@ async def percentiles_by_key(
     return {key: quantiles(h, qs) for key, h in hists.items()}
 
 
-_PAIR_DTYPE: Any = None if _np is None else _np.dtype([("i", "<u2"), ("c", "<u4")])
-
-
-def _np_quantiles(blob: bytes, qs: tuple[float, ...]) -> list[float | None]:
+def _np_quantiles(blobs: list[bytes], qs: tuple[float, ...]) -> list[float | None]:
     """Same rule as histogram.quantiles (first bucket whose cumulative count exceeds q*(n-1))."""
-    pairs = _np.frombuffer(blob, dtype=_PAIR_DTYPE)
-    counts = _np.bincount(pairs["i"], weights=pairs["c"])
+    _, index, count = histogram_arrays(blobs)
+    counts = _np.bincount(index, weights=count)
     cum = _np.cumsum(counts)
     total = cum[-1] if len(cum) else 0
     if total <= 0:
@@ -132,17 +130,17 @@ def _np_grouped_quantiles(
     """Quantiles per key in one vectorised pass: a dense (keys x bucket index) count matrix."""
     if not blobs:
         return {}
-    pairs = _np.frombuffer(b"".join(blobs), dtype=_PAIR_DTYPE)
-    index = pairs["i"].astype(_np.int64)
+    owner, index, count = histogram_arrays(blobs)
+    if not len(index):
+        return {key: [None for _ in qs] for key in ids}
     width = int(index.max()) + 1
     if len(ids) * width > _MAX_DENSE_CELLS:  # too many keys for one matrix: key by key
         parts: dict[int, list[bytes]] = {}
         for rid, blob in zip(row_ids, blobs, strict=True):
             parts.setdefault(rid, []).append(blob)
-        return {key: _np_quantiles(b"".join(parts[rid]), qs) for key, rid in ids.items()}
-    lengths = _np.fromiter(map(len, blobs), dtype=_np.int64, count=len(blobs)) // _PAIR_DTYPE.itemsize
-    keys = _np.repeat(_np.asarray(row_ids, dtype=_np.int64), lengths)
-    dense = _np.bincount(keys * width + index, weights=pairs["c"], minlength=len(ids) * width)
+        return {key: _np_quantiles(parts[rid], qs) for key, rid in ids.items()}
+    keys = _np.asarray(row_ids, dtype=_np.int64)[owner]
+    dense = _np.bincount(keys * width + index, weights=count, minlength=len(ids) * width)
     cum = _np.cumsum(dense.reshape(len(ids), width), axis=1)
     total = cum[:, -1]
     # First bucket whose cumulative count exceeds q*(n-1): the number of buckets at or below it.
@@ -237,7 +235,7 @@ def _quantiles_of(blobs: list[bytes], qs: tuple[float, ...] = QUANTILES) -> list
     if not blobs:
         return [None for _ in qs]
     if USE_NUMPY:
-        return _np_quantiles(b"".join(blobs), qs)
+        return _np_quantiles(blobs, qs)
     return quantiles(merge_blobs(blobs), qs)
 
 
