@@ -5,6 +5,9 @@ pure-ASGI timing middleware registered through MOCKFORGE_EXTRA_PLUGINS), then dr
 same load from core 1 (wrk if installed, else a Python keep-alive load generator), in interleaved
 runs. Per variant it prints the median requests/s, p99 latency and server CPU µs per request
 (utime+stime deltas from /proc/PID/stat over the run), and the on/off and on/no-op comparisons.
+Each run also prints how busy the server was (CPU s per s): below ~0.95 the load generator, not
+the server, was the bottleneck (a loaded machine), and CPU µs per request rise with idleness
+(fewer requests per event-loop turn), so such runs are flagged as not comparable.
 
 Run:  python benchmarks/overhead.py [--runs 5] [--duration 10] [--connections 32]
 Target (issue 3): the plugin's CPU per request at most 5 µs above the no-op layer's (median).
@@ -408,19 +411,27 @@ class Samples:
     rps: list[float] = field(default_factory=list)
     p99: list[float] = field(default_factory=list)
     cpu_us: list[float] = field(default_factory=list)
+    busy: list[float] = field(default_factory=list)  # server CPU s per s of the run (see measure)
     errors: int = 0
 
 
 def measure(
     server: Server, duration: float, connections: int, use_wrk: bool
-) -> tuple[float, float, float, int]:
-    """Drive one server once; return (req/s, p99 ms, server CPU µs per request, non-2xx)."""
+) -> tuple[float, float, float, int, float]:
+    """Drive one server once; return (req/s, p99 ms, server CPU µs per request, non-2xx, busy).
+
+    busy is the server's CPU seconds per second of the run. Below about 0.95 the server waited
+    for the load generator (a busy machine): it then handles fewer requests per event-loop
+    turn, which costs more CPU per request, so such runs do not compare across variants.
+    """
     load = run_wrk if use_wrk else run_python_load
     cpu0 = server.cpu_seconds()
+    t0 = time.monotonic()
     result = load(server.port, duration, connections)
     cpu1 = server.cpu_seconds()
+    busy = (cpu1 - cpu0) / max(1e-9, time.monotonic() - t0)
     rps = result.requests / result.seconds
-    return rps, result.p99_ms, (cpu1 - cpu0) / max(1, result.requests) * 1e6, result.errors
+    return rps, result.p99_ms, (cpu1 - cpu0) / max(1, result.requests) * 1e6, result.errors, busy
 
 
 def main() -> None:
@@ -469,14 +480,15 @@ def main() -> None:
                 order = variants[shift:] + variants[:shift]  # rotate: no variant always goes first
                 for variant in order:
                     server = servers[variant]
-                    rps, p99, cpu_us, errors = measure(server, args.duration, args.connections, use_wrk)
+                    rps, p99, cpu_us, errors, busy = measure(server, args.duration, args.connections, use_wrk)
                     s = samples[variant]
+                    s.busy.append(busy)
                     s.rps.append(rps)
                     s.p99.append(p99)
                     s.cpu_us.append(cpu_us)
                     s.errors += errors
                     print(f"  run {run + 1} {variant:>4}: {rps:8.0f} req/s  p99 {p99:7.2f} ms  "
-                          f"{cpu_us:6.1f} CPU µs/req", flush=True)  # fmt: skip
+                          f"{cpu_us:6.1f} CPU µs/req  server busy {busy:4.2f}", flush=True)  # fmt: skip
         finally:
             for server in servers.values():
                 server.stop()
@@ -506,6 +518,12 @@ def main() -> None:
             a - b for a, b in zip(samples["capture"].cpu_us, samples["noop"].cpu_us, strict=True)
         )
         print(f"capture only (no store, no mount) - noop, per-round median: {cap:+.1f} CPU µs/req")
+    idle = sum(b < 0.95 for s in samples.values() for b in s.busy)
+    if idle:
+        runs = sum(len(s.busy) for s in samples.values())
+        print(f"WARNING: in {idle} of {runs} runs the server was busy < 0.95 (waiting for the load "
+              "generator on a loaded machine): their CPU µs/req are inflated and do not compare; "
+              "the instruction counts do not depend on load")  # fmt: skip
     load1, load5, _ = os.getloadavg()
     print(
         f"machine load average (1 min, 5 min) at the end: {load1:.2f}, {load5:.2f} on {os.cpu_count()} CPUs"
