@@ -12,7 +12,8 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.routing import Mount
+from starlette.routing import Match, Mount
+from starlette.types import Scope
 
 from . import __version__
 from .config import AnalyticsConfig
@@ -20,6 +21,24 @@ from .middleware import CaptureMiddleware
 from .recorder import Recorder
 
 __all__ = ["Runtime"]
+
+
+class _PrefixMount(Mount):
+    """A Mount that turns away, without its regex, every path not containing `<mount>/`.
+
+    The host tries plugin routes before the mock routes, so every mock request passes here;
+    a full match needs `<mount>/` in the path anyway (the trailing-slash redirect included).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._needle = self.path + "/"
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        """Cheap substring test first, then Starlette's own matching."""
+        if self._needle not in scope.get("path", ""):
+            return Match.NONE, {}
+        return super().matches(scope)
 
 
 @dataclass
@@ -57,7 +76,7 @@ class Runtime:
 
     def mount(self) -> Mount:
         """The sub-app mounted at `mount_path`: pages, static files and the JSON API."""
-        return Mount(self.config.mount_path, app=self.build_app(), name="analytics")
+        return _PrefixMount(self.config.mount_path, app=self.build_app(), name="analytics")
 
     def build_app(self) -> Starlette:
         """Build the Starlette sub-app serving pages and API for this runtime."""

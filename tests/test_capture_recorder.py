@@ -290,3 +290,17 @@ def test_a_raw_request_that_fails_to_build_is_counted_not_fatal() -> None:
     r.record(req(path="/c"))
     assert [x.path for x in r.recent()] == ["/c", "/a"]
     assert r.build_failures == 1 and r.totals["requests"] == 2
+
+
+def test_recorders_inlined_bucket_matches_the_histogram_module() -> None:
+    """The recorder inlines bucket_index for speed; both must put every latency in one bucket."""
+    rng = random.Random(5)
+    latencies = [0.0, 0.0005, 0.001, 0.0011, 1e9] + [rng.lognormvariate(0, 3) for _ in range(20_000)]
+    r = Recorder(AnalyticsConfig(), instance="h:1")
+    expected: dict[int, int] = {}
+    for ms in latencies:
+        r.record(req(duration_ms=ms))
+        b = bucket_index(ms)
+        expected[b] = expected.get(b, 0) + 1
+    (delta,) = r.swap().series.values()
+    assert delta.histogram == expected
