@@ -30,6 +30,7 @@ __all__ = [
     "GRANULARITIES",
     "GROUP_BYS",
     "MAX_BUCKETS",
+    "SERIES_FILTERS",
     "TIME_PARAMS",
     "ParamError",
     "QueryParams",
@@ -42,7 +43,8 @@ AUTO_MIN_POINTS = 24
 MAX_BUCKETS = 20_000  # per series: beyond this a chart is unreadable and a response huge
 MAX_WINDOW_SECONDS = 5 * 366 * 86400
 TIME_PARAMS = ("start_time", "end_time", "duration", "granularity")
-FILTER_PARAMS = (
+# Filters on the dimensions of a `series` row; `client` is a dimension of client rows only.
+SERIES_FILTERS = (
     "protocol",
     "method",
     "endpoint",
@@ -52,8 +54,8 @@ FILTER_PARAMS = (
     "test_run",
     "source",
     "instance",
-    "client",
 )
+FILTER_PARAMS = (*SERIES_FILTERS, "client")
 # What a route that reads the series dimensions accepts (everything but `client`).
 COMMON_PARAMS = frozenset({*TIME_PARAMS, *FILTER_PARAMS} - {"client"})
 GROUP_BYS = (
@@ -131,20 +133,7 @@ class QueryParams:
 
     def has_series_filter(self) -> bool:
         """True when any filter on the `series` dimensions is set."""
-        return any(
-            getattr(self, name) is not None
-            for name in (
-                "protocol",
-                "method",
-                "endpoint",
-                "status_code",
-                "workspace_id",
-                "environment",
-                "test_run",
-                "source",
-                "instance",
-            )
-        )
+        return any(getattr(self, name) is not None for name in SERIES_FILTERS)
 
 
 def parse_params(

@@ -12,25 +12,12 @@ from typing import Any
 
 import aiosqlite
 
-from ..params import QueryParams
+from ..params import SERIES_FILTERS, QueryParams
 from .queries import read_markers, sum_counters
 
 __all__ = ["SERIES_FILTER_COLUMNS", "HourTotals", "hourly_totals"]
 
-SERIES_FILTER_COLUMNS = {
-    name: name
-    for name in (
-        "protocol",
-        "method",
-        "endpoint",
-        "status_code",
-        "workspace_id",
-        "environment",
-        "test_run",
-        "source",
-        "instance",
-    )
-}
+SERIES_FILTER_COLUMNS = {name: name for name in SERIES_FILTERS}
 HourTotals = dict[int, list[float]]  # hour start -> [requests, errors, latency_sum, latency_count]
 
 
