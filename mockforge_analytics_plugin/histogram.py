@@ -31,7 +31,8 @@ import math
 import struct
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from itertools import accumulate, compress
+from itertools import accumulate, chain, compress, repeat
+from operator import sub as _sub
 from typing import Any, cast
 
 try:  # the C helper behind Counter.update: mapping[x] = mapping.get(x, 0) + 1 for each x
@@ -54,6 +55,7 @@ __all__ = [
     "encode",
     "encode_with_quantiles",
     "merge_blobs",
+    "merge_encode_samples",
     "merge_into",
     "quantile",
     "quantiles",
@@ -579,3 +581,73 @@ def quantiles(hist: Mapping[int, int], qs: Sequence[float]) -> list[float | None
 def quantile(hist: Mapping[int, int], q: float) -> float | None:
     """Return the latency (ms) at one quantile; None for an empty histogram."""
     return quantiles(hist, (q,))[0]
+
+
+# -- fast path for sparse histograms (writes) -------------------------------------------------
+
+def merge_encode_samples(
+    old: bytes | None, delta: Mapping[int, int]
+) -> tuple[bytes, float | None, float | None, float | None] | None:
+    """``encode_with_quantiles(merge_into(decode(old), delta))`` for sparse histograms, or None.
+
+    Answers only when the merged histogram encodes as ONE samples segment (few observations, no
+    gap over 255 buckets: what a minute row of a quiet series holds), and then returns exactly
+    what :func:`encode_with_quantiles` returns, computed from the sorted list of observations
+    (one C sort, p-quantiles by position) instead of dicts. ``old`` must be None/empty or a blob
+    of one samples segment; any other case returns None and the caller takes the general path.
+    """
+    if delta:
+        total = sum(delta.values())
+        if total == len(delta):  # every count is 1 (or a negative hides in it: checked below)
+            if min(delta.values()) != 1:
+                return None
+            samples = list(delta)
+        else:
+            if min(delta.values()) <= 0:
+                return None
+            samples = list(chain.from_iterable(repeat(i, c) for i, c in delta.items()))
+    else:
+        samples = []
+    if old:
+        h = old[0]
+        if h & 3 != SAMPLES:
+            return None
+        n = h >> 4
+        start = 3
+        if not n:
+            if len(old) < 5:
+                return None
+            n = old[3] | old[4] << 8
+            start = 5
+        if start + n != len(old) or not n:
+            return None
+        prior = accumulate(old[start:], initial=old[1] | old[2] << 8)
+        next(prior)  # the initial value itself
+        samples.extend(prior)
+    total = len(samples)
+    if not total or total > _MAX_GAP:
+        return None
+    samples.sort()
+    base = samples[0]
+    top = samples[-1]
+    if base < 0 or top > _MAX_INDEX:
+        return None
+    # encode() picks samples when total <= pairs size (2 bytes a bucket at count width 1) and
+    # total <= run size (span bytes); counts fit one byte since total <= 255.
+    if total > top - base + 1 or total > 2 * len(set(samples)):
+        return None
+    try:
+        deltas = bytes(map(_sub, samples, [base, *samples]))  # first delta 0; > 255 -> ValueError
+    except ValueError:
+        return None  # a gap over 255: encode() splits segments there
+    blob = _header(SAMPLES, 0, base, total) + deltas
+    if total == 1:
+        v = _value(base)
+        return blob, v, v, v
+    last = total - 1
+    return (
+        blob,
+        _value(samples[int(0.5 * last)]),
+        _value(samples[int(0.95 * last)]),
+        _value(samples[int(0.99 * last)]),
+    )
