@@ -596,14 +596,18 @@ def merge_encode_samples(
     (one C sort, p-quantiles by position) instead of dicts. ``old`` must be None/empty or a blob
     of one samples segment; any other case returns None and the caller takes the general path.
     """
+    samples: list[int]
+    distinct = False  # True when the samples are known to be distinct (every count 1, no old)
     if delta:
-        total = sum(delta.values())
-        if total == len(delta):  # every count is 1 (or a negative hides in it: checked below)
-            if min(delta.values()) != 1:
+        values = delta.values()
+        total = sum(values)
+        if total == len(delta):  # every count is 1, unless a negative hides in it
+            if min(values) != 1:
                 return None
             samples = list(delta)
+            distinct = not old
         else:
-            if min(delta.values()) <= 0:
+            if min(values) <= 0:
                 return None
             samples = list(chain.from_iterable(repeat(i, c) for i, c in delta.items()))
     else:
@@ -623,31 +627,33 @@ def merge_encode_samples(
             return None
         prior = accumulate(old[start:], initial=old[1] | old[2] << 8)
         next(prior)  # the initial value itself
-        samples.extend(prior)
+        samples += prior
     total = len(samples)
     if not total or total > _MAX_GAP:
         return None
     samples.sort()
     base = samples[0]
     top = samples[-1]
-    if base < 0 or top > _MAX_INDEX:
-        return None
     # encode() picks samples when total <= pairs size (2 bytes a bucket at count width 1) and
     # total <= run size (span bytes); counts fit one byte since total <= 255.
-    if total > top - base + 1 or total > 2 * len(set(samples)):
+    if base < 0 or top > _MAX_INDEX or total > top - base + 1:
         return None
-    try:
-        deltas = bytes(map(_sub, samples, [base, *samples]))  # first delta 0; > 255 -> ValueError
+    if not distinct and total > 2 * len(set(samples)):
+        return None
+    deltas = map(_sub, samples, [base, *samples])
+    try:  # header, then one delta per sample (the first 0); a gap over 255 -> ValueError
+        if total < 16:
+            blob = bytes([SAMPLES | total << 4, base & 0xFF, base >> 8, *deltas])
+        else:
+            blob = bytes([SAMPLES, base & 0xFF, base >> 8, total, 0, *deltas])
     except ValueError:
-        return None  # a gap over 255: encode() splits segments there
-    blob = _header(SAMPLES, 0, base, total) + deltas
+        return None  # encode() splits segments there
+    values_of = _BUCKET_VALUES if top < 4096 else None
     if total == 1:
         v = _value(base)
         return blob, v, v, v
     last = total - 1
-    return (
-        blob,
-        _value(samples[int(0.5 * last)]),
-        _value(samples[int(0.95 * last)]),
-        _value(samples[int(0.99 * last)]),
-    )
+    i50, i95, i99 = samples[int(0.5 * last)], samples[int(0.95 * last)], samples[int(0.99 * last)]
+    if values_of is not None:
+        return blob, values_of[i50], values_of[i95], values_of[i99]
+    return blob, _value(i50), _value(i95), _value(i99)
