@@ -144,12 +144,9 @@ async def test_starlette_exporter_preset():
     assert histogram.quantile(hists[("/slow", "GET", 200)], 0.5) >= 50.0 * 0.99
 
 
-async def test_fastapi_instrumentator_preset_status_classes_and_statusless_histogram():
-    pytest.importorskip("prometheus_fastapi_instrumentator")
-    pytest.importorskip("fastapi")
+def _fastapi_app(slow_seconds: float) -> Any:
+    """The same tiny FastAPI app for each instrumenting library: ok, items (404 for id 0), slow."""
     from fastapi import FastAPI, HTTPException
-    from prometheus_client import CollectorRegistry, generate_latest
-    from prometheus_fastapi_instrumentator import Instrumentator
 
     app = FastAPI()
 
@@ -169,9 +166,19 @@ async def test_fastapi_instrumentator_preset_status_classes_and_statusless_histo
 
     @app.get("/slow")
     async def slow() -> str:
-        await asyncio.sleep(0.11)
+        await asyncio.sleep(slow_seconds)
         return "slow"
 
+    return app
+
+
+async def test_fastapi_instrumentator_preset_status_classes_and_statusless_histogram():
+    pytest.importorskip("prometheus_fastapi_instrumentator")
+    pytest.importorskip("fastapi")
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_fastapi_instrumentator import Instrumentator
+
+    app = _fastapi_app(slow_seconds=0.11)
     registry = CollectorRegistry()
     Instrumentator(registry=registry).instrument(app)
     scrapes = [(T0, generate_latest(registry).decode())]
@@ -203,33 +210,12 @@ async def test_fastapi_instrumentator_preset_status_classes_and_statusless_histo
 async def test_opentelemetry_preset_counts_from_the_histogram():
     pytest.importorskip("opentelemetry.exporter.prometheus")
     pytest.importorskip("opentelemetry.instrumentation.fastapi")
-    from fastapi import FastAPI, HTTPException
     from opentelemetry.exporter.prometheus import PrometheusMetricReader
     from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
     from opentelemetry.sdk.metrics import MeterProvider
     from prometheus_client import REGISTRY, generate_latest
 
-    app = FastAPI()
-
-    @app.get("/ok")
-    async def ok() -> str:
-        return "ok"
-
-    @app.get("/items/{id}")
-    async def get_item(id: str) -> str:
-        if id == "0":
-            raise HTTPException(404)
-        return id
-
-    @app.post("/items/{id}", status_code=201)
-    async def post_item(id: str) -> str:
-        return id
-
-    @app.get("/slow")
-    async def slow() -> str:
-        await asyncio.sleep(0.03)
-        return "slow"
-
+    app = _fastapi_app(slow_seconds=0.03)
     reader = PrometheusMetricReader()
     provider = MeterProvider(metric_readers=[reader])
     FastAPIInstrumentor.instrument_app(app, meter_provider=provider)
