@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .config import AnalyticsConfig
+from .periodic import repeat
 from .rollup import maintenance_connection
 from .store import retention as store_retention
 from .store.series import invalidate_series_cache
@@ -70,20 +71,17 @@ class Retention:
     async def run(self) -> None:
         """Run once at start-up, then every cleanup_interval_hours; log and count failures."""
         interval = max(1.0, float(self.config.retention.cleanup_interval_hours) * 3600.0)
-        while True:
-            delay = interval
-            try:
-                deleted = await self.retention_once()
-                if any(deleted.values()):
-                    self.logger.info("analytics retention deleted %s", deleted)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # a locked or broken store must not stop the next attempt
-                self.failures += 1
-                delay = min(interval, self.retry_seconds)
-                self.last_error = f"{type(exc).__name__}: {exc}"
-                self.logger.exception("analytics retention failed (%d failures so far)", self.failures)
-            await self._sleep(delay)
+
+        async def step() -> float:
+            deleted = await self.retention_once()
+            if any(deleted.values()):
+                self.logger.info("analytics retention deleted %s", deleted)
+            return interval
+
+        await repeat(
+            step, name="retention", owner=self, interval=interval,
+            retry_seconds=self.retry_seconds, logger=self.logger, sleep=self._sleep,
+        )
 
     def status(self) -> dict[str, Any]:
         """Runs, failures, last error and what the last run deleted."""

@@ -19,6 +19,7 @@ from typing import Any
 import aiosqlite
 
 from .config import AnalyticsConfig
+from .periodic import repeat
 from .store import derived, rollups
 from .store.sqlite import writing
 
@@ -129,20 +130,17 @@ class Rollup:
     async def run(self) -> None:
         """Run at start-up, then just after every rollup_interval_hours boundary; failures never kill it."""
         interval = max(1.0, float(self.config.rollup_interval_hours) * 3600.0)
-        while True:
-            try:
-                await self.rollup_once()
-                # Wake just after the next interval boundary (e.g. hh:00:30), once the flush has
-                # written the closing minute, so a closed hour reaches the hour table promptly.
-                delay = interval - (self.clock() % interval) + _GRACE_SECONDS
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # a locked or broken store must not stop the next attempt
-                self.failures += 1
-                delay = min(interval, self.retry_seconds)
-                self.last_error = f"{type(exc).__name__}: {exc}"
-                self.logger.exception("analytics roll-up failed (%d failures so far)", self.failures)
-            await self._sleep(delay)
+
+        async def step() -> float:
+            await self.rollup_once()
+            # Wake just after the next interval boundary (e.g. hh:00:30), once the flush has
+            # written the closing minute, so a closed hour reaches the hour table promptly.
+            return interval - (self.clock() % interval) + _GRACE_SECONDS
+
+        await repeat(
+            step, name="roll-up", owner=self, interval=interval,
+            retry_seconds=self.retry_seconds, logger=self.logger, sleep=self._sleep,
+        )
 
     def status(self) -> dict[str, Any]:
         """Runs, failures, last error and the last result, for the status API."""
