@@ -12,6 +12,7 @@ from example_host.config import validate_config
 from example_host.mock_routes import closest_route, fault_rng, substitute
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
+from support.scope_spy import ScopeSpyPlugin
 
 BASE_CONFIG: dict[str, Any] = {
     "seed": 7,
@@ -241,30 +242,10 @@ async def test_plugins_json_lists_builtins_and_registered_plugins() -> None:
 
 
 async def test_scope_contract_for_matched_unmatched_and_faulted_requests() -> None:
-    seen: list[dict[str, Any]] = []
-
-    class Spy:
-        def __init__(self, app: Any) -> None:
-            self.app = app
-
-        async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-            await self.app(scope, receive, send)
-            if scope["type"] == "http":
-                seen.append(dict(scope["mockforge"]))
-
-    from starlette.middleware import Middleware
-
-    class SpyPlugin:
-        @staticmethod
-        def mockforge_middleware(host: Any) -> list[Middleware]:
-            return [Middleware(Spy)]
-
-    import pluggy
-
-    impl = pluggy.HookimplMarker("mockforge")
-    SpyPlugin.mockforge_middleware = impl(SpyPlugin.mockforge_middleware)  # type: ignore[method-assign]
+    spy = ScopeSpyPlugin()
+    seen = spy.seen
     config = {**BASE_CONFIG, "plugins": {"spy": {}}}
-    async with make_client(config, plugins={"spy": SpyPlugin()}) as client:
+    async with make_client(config, plugins={"spy": spy}) as client:
         await client.get("/api/users/3")
         await client.get("/slow")
         await client.get("/always-fails")

@@ -22,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from support.hostproc import run_host, write_config
+from support.scope_spy import ScopeSpyPlugin
 
 from mockforge_analytics_plugin.capture_types import CapturedRequest
 from mockforge_analytics_plugin.config import AnalyticsConfig
@@ -292,23 +293,10 @@ async def test_405_lists_every_mock_method_of_the_path_and_names_the_closest() -
 
 async def test_405_is_an_unmatched_call_for_plugins_and_metrics() -> None:
     analytics = AnalyticsLike()
-    seen: list[dict[str, Any]] = []
+    spy = ScopeSpyPlugin()
+    seen = spy.seen
 
-    class Spy:
-        def __init__(self, app: Any) -> None:
-            self.app = app
-
-        async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-            await self.app(scope, receive, send)
-            if scope["type"] == "http":
-                seen.append(dict(scope["mockforge"]))
-
-    class SpyPlugin:
-        @hookimpl
-        def mockforge_middleware(self, host: Any) -> list[Middleware]:
-            return [Middleware(Spy)]
-
-    async with make_client(plugins={"analytics": analytics, "spy": SpyPlugin()}) as client:
+    async with make_client(plugins={"analytics": analytics, "spy": spy}) as client:
         assert (await client.put("/api/users/3")).status_code == 405
         text = (await client.get("/metrics")).text
     assert seen[0] == {
