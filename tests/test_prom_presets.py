@@ -129,20 +129,24 @@ async def test_starlette_exporter_preset():
     counts, hists = _by_key(
         preset, _window(preset, scrapes, keep=lambda labels: labels.get("app_name") == name)
     )
-    assert counts == {
-        ("/ok", "GET", 200): 3,
-        ("/items/{id}", "GET", 200): 2,
-        ("/items/{id}", "GET", 404): 1,
-        ("/items/{id}", "POST", 201): 1,
-        ("/slow", "GET", 200): 2,
-    }
+    assert counts == EXACT_COUNTS
     # Its histogram carries the status: latencies sit on the same rows as the counts.
     assert {k: sum(h.values()) for k, h in hists.items()} == counts
-    les = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0]
-    assert all(set(h) <= _valid_indices(les) for h in hists.values())
+    assert all(set(h) <= _valid_indices(DEFAULT_LES) for h in hists.values())
     # /slow sleeps 30 ms: its p50 reads as an upper bound of at least 50 ms (the 0.05 bucket).
     assert histogram.quantile(hists[("/slow", "GET", 200)], 0.5) >= 50.0 * 0.99
 
+
+# What TRAFFIC sends, per (path template, method, status), for libraries that keep exact statuses.
+EXACT_COUNTS = {
+    ("/ok", "GET", 200): 3,
+    ("/items/{id}", "GET", 200): 2,
+    ("/items/{id}", "GET", 404): 1,
+    ("/items/{id}", "POST", 201): 1,
+    ("/slow", "GET", 200): 2,
+}
+# The default bucket bounds (seconds) of starlette_exporter and OpenTelemetry's HTTP histogram.
+DEFAULT_LES = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0]
 
 def _fastapi_app(slow_seconds: float) -> Any:
     """The same tiny FastAPI app for each instrumenting library: ok, items (404 for id 0), slow."""
@@ -232,16 +236,9 @@ async def test_opentelemetry_preset_counts_from_the_histogram():
 
     preset = PRESETS["opentelemetry"]
     counts, hists = _by_key(preset, _window(preset, scrapes, keep))
-    assert counts == {
-        ("/ok", "GET", 200): 3,
-        ("/items/{id}", "GET", 200): 2,
-        ("/items/{id}", "GET", 404): 1,
-        ("/items/{id}", "POST", 201): 1,
-        ("/slow", "GET", 200): 2,
-    }
+    assert counts == EXACT_COUNTS
     assert {k: sum(h.values()) for k, h in hists.items()} == counts
-    les = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0]
-    assert all(set(h) <= _valid_indices(les) for h in hists.values())
+    assert all(set(h) <= _valid_indices(DEFAULT_LES) for h in hists.values())
     assert histogram.quantile(hists[("/slow", "GET", 200)], 0.5) >= 50.0 * 0.99
 
 
