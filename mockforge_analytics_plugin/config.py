@@ -11,7 +11,12 @@ DEFAULT_DATABASE_PATH = "mockforge-analytics.db"
 
 @dataclass(frozen=True, slots=True)
 class RetentionConfig:
-    """Age limits per table (days) and how often retention runs."""
+    """Age limits per table (days), how often retention runs, and the histogram horizons.
+
+    Past a histogram horizon a tier's rows keep their counters but lose their latency
+    histogram (and stored p50/p95/p99); percentiles of that period come from the next coarser
+    tier (docs/storage.md). The horizons never exceed their tier's own retention.
+    """
 
     minute_aggregates_days: float = 7
     hour_aggregates_days: float = 30
@@ -21,6 +26,8 @@ class RetentionConfig:
     traffic_patterns_days: float = 90
     snapshots_days: float = 90
     cleanup_interval_hours: float = 24
+    minute_histograms_days: float = 1
+    hour_histograms_days: float = 7
 
 
 @dataclass(frozen=True, slots=True)

@@ -149,7 +149,37 @@ def _retention(key: str, v: Any) -> RetentionConfig:
         if name not in names:
             raise ConfigError(f"{key}.{name}", f"unknown key (allowed: {', '.join(sorted(names))})")
         values[name] = _positive_number(f"{key}.{name}", raw)
+    _check_horizons(key, values)
     return RetentionConfig(**values)
+
+
+# Each histogram horizon and what it may not exceed: its tier's retention, and the minute
+# horizon also the hour one (a slim hour must never hold a minute's histogram: docs/storage.md).
+_HORIZON_CAPS = (
+    ("hour_histograms_days", ("hour_aggregates_days",)),
+    ("minute_histograms_days", ("minute_aggregates_days", "hour_histograms_days")),
+)
+
+
+def _check_horizons(key: str, values: dict[str, float]) -> None:
+    """Fill in or check the histogram horizons; an explicit value past a cap is an error naming it.
+
+    A default that would pass a cap is pulled in, so `minute_aggregates_days: 0.5` alone works.
+    """
+    defaults = RetentionConfig()
+
+    def days(name: str) -> float:
+        return values.get(name, getattr(defaults, name))
+
+    for horizon, caps in _HORIZON_CAPS:
+        if horizon not in values:
+            values[horizon] = min(getattr(defaults, horizon), *(days(cap) for cap in caps))
+            continue
+        for cap in caps:
+            if values[horizon] > days(cap):
+                raise ConfigError(
+                    f"{key}.{horizon}", f"must be <= {cap} ({days(cap):g}), got {values[horizon]:g}"
+                )
 
 
 _Parser = Callable[[str, Any], Any]
