@@ -1,4 +1,8 @@
-"""The retention task: per-table age limits every retention.cleanup_interval_hours, then vacuum."""
+"""The retention task: per-table age limits every retention.cleanup_interval_hours, then vacuum.
+
+Between those runs it applies the histogram horizons every hour (store/horizons.py), so minute
+rows hold histograms for minute_histograms_days plus at most an hour, not plus a cleanup interval.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +15,22 @@ from typing import Any
 from .config import AnalyticsConfig
 from .periodic import repeat
 from .rollup import maintenance_connection
+from .store import horizons
 from .store import retention as store_retention
 from .store.series import invalidate_series_cache
 from .store.sqlite import writing
 
-__all__ = ["Retention"]
+__all__ = ["HORIZON_INTERVAL_SECONDS", "Retention", "RetentionReport"]
+
+HORIZON_INTERVAL_SECONDS = 3600.0  # histogram horizons move by whole hours
+
+
+class RetentionReport(dict[str, int]):
+    """{table: rows deleted} (plus 'series' orphans); `slimmed` is {table: rows slimmed}."""
+
+    def __init__(self, deleted: dict[str, int], slimmed: dict[str, int]) -> None:
+        super().__init__(deleted)
+        self.slimmed = dict(slimmed)
 
 
 class Retention:
@@ -40,22 +55,44 @@ class Retention:
         self.runs = 0
         self.failures = 0
         self.last_error: str | None = None
-        self.last_result: dict[str, int] | None = None
+        self.last_result: RetentionReport | None = None
+        self.last_slimmed: dict[str, int] | None = None
         self._lock = asyncio.Lock()  # POST /retention/run and the loop never overlap
 
-    async def retention_once(self, now: float | None = None) -> dict[str, int]:
-        """Apply every table's limit now; return {table: rows deleted} (plus 'series' orphans)."""
+    async def retention_once(self, now: float | None = None) -> RetentionReport:
+        """Apply every table's limit, then the histogram horizons; report rows deleted and slimmed."""
         async with self._lock:
             stamp = self.clock() if now is None else now
-            async with writing(self.store):
-                async with maintenance_connection(self.store) as db:
-                    result = await store_retention.apply_retention(db, self.config.retention, stamp)
-                if result.get("series") and getattr(self.store, "writer", None) is not None:
-                    # The flush's connection caches series ids; some of them may be gone now.
-                    invalidate_series_cache(self.store.writer)
+            async with maintenance_connection(self.store) as db:
+                async with writing(self.store):
+                    deleted = await store_retention.apply_retention(db, self.config.retention, stamp)
+                    if deleted.get("series") and getattr(self.store, "writer", None) is not None:
+                        # The flush's connection caches series ids; some of them may be gone now.
+                        invalidate_series_cache(self.store.writer)
+                slimmed = await self._slim(db, stamp)
             self.runs += 1
-            self.last_result = result
-            return result
+            self.last_result = RetentionReport(deleted, slimmed)
+            return self.last_result
+
+    async def horizons_once(self, now: float | None = None) -> dict[str, int]:
+        """Apply the histogram horizons only; return {table: rows slimmed}."""
+        async with self._lock:
+            stamp = self.clock() if now is None else now
+            async with maintenance_connection(self.store) as db:
+                slimmed = await self._slim(db, stamp)
+            self.last_slimmed = slimmed
+            return slimmed
+
+    async def _slim(self, db: Any, now: float) -> dict[str, int]:
+        # One slice per write-lock hold: the flush waits for one hour (day) of rows at most.
+        slimmed = await horizons.apply_histogram_horizons(
+            db, self.config.retention, now, guard=lambda: writing(self.store)
+        )
+        if any(slimmed.values()):
+            async with writing(self.store):
+                await store_retention.incremental_vacuum(db)
+        self.last_slimmed = slimmed
+        return slimmed
 
     async def reset(self) -> dict[str, int]:
         """Delete all analytics data (POST /reset), keeping schema_migrations; return {table: rows}."""
@@ -69,25 +106,43 @@ class Retention:
             return result
 
     async def run(self) -> None:
-        """Run once at start-up, then every cleanup_interval_hours; log and count failures."""
+        """Run at start-up, then every cleanup_interval_hours, the horizons every hour between.
+
+        Failures are logged and counted, never fatal; a failed run is retried sooner.
+        """
         interval = max(1.0, float(self.config.retention.cleanup_interval_hours) * 3600.0)
+        next_cleanup = self.clock()
 
         async def step() -> float:
-            deleted = await self.retention_once()
-            if any(deleted.values()):
-                self.logger.info("analytics retention deleted %s", deleted)
-            return interval
+            nonlocal next_cleanup
+            now = self.clock()
+            if now >= next_cleanup:
+                result = await self.retention_once(now)
+                next_cleanup = now + interval
+                if any(result.values()) or any(result.slimmed.values()):
+                    self.logger.info("analytics retention deleted %s, slimmed %s", result, result.slimmed)
+            else:
+                slimmed = await self.horizons_once(now)
+                if any(slimmed.values()):
+                    self.logger.info("analytics histogram horizons slimmed %s", slimmed)
+            return max(1.0, min(HORIZON_INTERVAL_SECONDS, next_cleanup - self.clock()))
 
         await repeat(
-            step, name="retention", owner=self, interval=interval,
-            retry_seconds=self.retry_seconds, logger=self.logger, sleep=self._sleep,
+            step,
+            name="retention",
+            owner=self,
+            interval=min(interval, HORIZON_INTERVAL_SECONDS),
+            retry_seconds=self.retry_seconds,
+            logger=self.logger,
+            sleep=self._sleep,
         )
 
     def status(self) -> dict[str, Any]:
-        """Runs, failures, last error and what the last run deleted."""
+        """Runs, failures, last error, what the last run deleted and the last horizon pass slimmed."""
         return {
             "runs": self.runs,
             "failures": self.failures,
             "last_error": self.last_error,
-            "last_deleted": self.last_result,
+            "last_deleted": None if self.last_result is None else dict(self.last_result),
+            "last_slimmed": self.last_slimmed,
         }

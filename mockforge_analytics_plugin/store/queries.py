@@ -1,10 +1,7 @@
-"""Read SQL over the metric tiers: series filters and the minute/hour/day split of a window.
+"""Read SQL over the metric tiers: series filters, counter sums, histograms and rows of a window.
 
-A window ``[start, end)`` (minute-aligned) is answered from whole days of the day table (days
-before ``rolled_up_until_day``), whole hours of the hour table (before ``rolled_up_until_hour``)
-and minute rows for the ragged edges and the periods not rolled up yet. Each minute is therefore
-read exactly once, from the finest tier or from a roll-up that is known to equal its minutes, so
-the totals never depend on whether a roll-up has run.
+Which tier answers which part of a window (the minute/hour/day split, the roll-up markers and
+the histogram horizons) is decided in store/tiers.py; the names are re-exported here.
 
 Filters become ``m.series_id IN (SELECT series_id FROM series WHERE ...)`` with bound values.
 Query plans (checked in tests/test_query_store.py): every tier read is
@@ -16,38 +13,50 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Collection, Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any, cast
 
 import aiosqlite
 
 from ..params import QueryParams
 from .filters import column_conditions
+from .tiers import (
+    HOUR_HISTOGRAMS_FROM,
+    MINUTE_HISTOGRAMS_FROM,
+    TIER_TABLES,
+    Markers,
+    TierRange,
+    coarsest_for,
+    histogram_ranges,
+    percentile_bucket,
+    read_markers,
+    split_window,
+    widened_ranges,
+)
 
 __all__ = [
     "COUNTER_COLUMNS",
     "DIMENSIONS",
+    "HOUR_HISTOGRAMS_FROM",
+    "MINUTE_HISTOGRAMS_FROM",
     "SERIES_COLUMNS",
     "TIER_TABLES",
     "Counters",
     "Markers",
     "TierRange",
+    "coarsest_for",
+    "histogram_ranges",
     "iter_histograms",
     "iter_rows",
+    "percentile_bucket",
     "read_markers",
     "series_filter",
     "series_lookup",
     "split_window",
     "sum_counters",
     "unique_clients",
+    "widened_ranges",
 ]
 
-TIER_TABLES = {
-    "minute": ("metrics_aggregates_minute", 60),
-    "hour": ("metrics_aggregates_hour", 3600),
-    "day": ("metrics_aggregates_day", 86400),
-}
-_TIER_ORDER = ("minute", "hour", "day")
 # Columns that add up across rows and tiers (latency_min/max are folded with min/max).
 COUNTER_COLUMNS = (
     "request_count",
@@ -86,28 +95,6 @@ SERIES_COLUMNS = {
 }
 _SUMS = ", ".join(f"SUM(m.{c})" for c in COUNTER_COLUMNS) + ", MIN(m.latency_min), MAX(m.latency_max)"
 _ROW_COLUMNS = ", ".join(f"m.{c}" for c in COUNTER_COLUMNS) + ", m.latency_min, m.latency_max"
-
-
-@dataclass(frozen=True, slots=True)
-class Markers:
-    """Roll-up progress: every hour (day) starting before the marker equals the sum of its minutes."""
-
-    hour: int = 0
-    day: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class TierRange:
-    """Read `table` rows with timestamp in [start, end)."""
-
-    tier: str
-    start: int
-    end: int
-
-    @property
-    def table(self) -> str:
-        """The tier's table name."""
-        return TIER_TABLES[self.tier][0]
 
 
 class Counters:
@@ -154,64 +141,6 @@ class Counters:
     def avg_latency(self) -> float | None:
         """Mean latency (ms) over the requests that have one: latency_sum / latency_count."""
         return self.latency_sum / self.latency_count if self.latency_count else None
-
-
-async def read_markers(conn: aiosqlite.Connection) -> Markers:
-    """Roll-up progress: the stored markers, pulled back to the first dirty hour/day.
-
-    A minute flushed after its hour was rolled up marks the hour (and day) dirty in the same
-    transaction, before the next roll-up moves the stored marker; folding the dirty marks in
-    here keeps such an hour read from its minutes, so the totals stay exact.
-    """
-    values = {"rolled_up_until_hour": 0, "rolled_up_until_day": 0}
-    async with conn.execute(
-        "SELECT key, value FROM analytics_state WHERE key IN ('rolled_up_until_hour', 'rolled_up_until_day')"
-    ) as cur:
-        for key, value in await cur.fetchall():
-            try:
-                values[key] = int(float(value))
-            except ValueError:  # a corrupt marker means "nothing known complete": read minutes
-                values[key] = 0
-    hour, day = values["rolled_up_until_hour"], values["rolled_up_until_day"]
-    async with conn.execute(
-        "SELECT (SELECT MIN(timestamp) FROM rollup_dirty WHERE tier = 'hour'),"
-        " (SELECT MIN(timestamp) FROM rollup_dirty WHERE tier = 'day')"
-    ) as cur:
-        dirty_hour, dirty_day = await cur.fetchone() or (None, None)
-    if dirty_hour is not None:
-        hour = min(hour, int(dirty_hour) // 3600 * 3600)
-        day = min(day, int(dirty_hour) // 86400 * 86400)
-    if dirty_day is not None:
-        day = min(day, int(dirty_day) // 86400 * 86400)
-    return Markers(hour=hour, day=day)
-
-
-def split_window(start: int, end: int, markers: Markers, coarsest: str = "day") -> list[TierRange]:
-    """Split minute-aligned [start, end) into tier ranges in time order, no tier coarser than `coarsest`."""
-    allowed = _TIER_ORDER[: _TIER_ORDER.index(coarsest) + 1]
-    pieces = [TierRange("minute", start, end)]
-    for tier in ("day", "hour"):
-        if tier not in allowed:
-            continue
-        step = TIER_TABLES[tier][1]
-        marker = getattr(markers, tier) // step * step  # an unaligned marker covers only whole periods
-        out: list[TierRange] = []
-        for piece in pieces:
-            if piece.tier != "minute":
-                out.append(piece)
-                continue
-            lo = -(-piece.start // step) * step
-            hi = min(piece.end // step * step, marker)
-            if hi <= lo:
-                out.append(piece)
-                continue
-            if piece.start < lo:
-                out.append(TierRange("minute", piece.start, lo))
-            out.append(TierRange(tier, lo, hi))
-            if hi < piece.end:
-                out.append(TierRange("minute", hi, piece.end))
-        pieces = out
-    return pieces
 
 
 def series_filter(p: QueryParams, column: str = "m.series_id") -> tuple[str, list[Any]]:
@@ -265,7 +194,7 @@ async def sum_counters(
     `fields` (COUNTER_COLUMNS, latency_min, latency_max) limits what is summed; the others stay
     0/None. Each aggregate costs a few ms per 100k rows, so routes ask only for what they show.
     """
-    coarsest = _coarsest_for(step)
+    coarsest = coarsest_for(step)
     out: dict[tuple[Any, ...], Counters] = {}
     flt, fargs = series_filter(p)
     needs_join = any(d != "series_id" for d in dims)
@@ -319,15 +248,22 @@ async def iter_histograms(
     series_ids: Iterable[int] | None = None,
     chunk: int = 10000,
 ) -> AsyncIterator[list[tuple[int, int, bytes]]]:
-    """Yield chunks of (bucket start or 0, series_id, histogram blob) over the window."""
-    coarsest = _coarsest_for(step)
+    """Yield chunks of (bucket start or 0, series_id, histogram blob) over the window.
+
+    Past a histogram horizon the rows come from the coarser tier (:func:`histogram_ranges`),
+    keyed by the hour or day start when that is wider than `step`.
+    """
+    coarsest = coarsest_for(step)
     flt, fargs = series_filter(p)
     if series_ids is not None:
         flt += " AND m.series_id IN (SELECT value FROM json_each(?))"
         fargs = [*fargs, json.dumps(sorted(series_ids))]
     bucket = "(m.timestamp / ?) * ?" if step is not None else "0"
-    bargs = [step, step] if step is not None else []
-    for piece in split_window(p.start, p.end, markers, coarsest):
+    for piece in histogram_ranges(p.start, p.end, markers, coarsest):
+        # A widened piece is keyed by its own (hour or day) buckets when they are wider than
+        # the step: its percentile then stands for every step bucket inside (see widened_ranges).
+        width = max(step, piece.widened) if step is not None else 0
+        bargs = [width, width] if step is not None else []
         sql = (
             f"SELECT {bucket}, m.series_id, m.histogram FROM {piece.table} AS m"
             f" WHERE m.timestamp >= ? AND m.timestamp < ?{flt} AND m.histogram IS NOT NULL"
@@ -383,13 +319,3 @@ async def unique_clients(conn: aiosqlite.Connection, p: QueryParams) -> int | No
     async with conn.execute(sql, args) as cur:
         row = await cur.fetchone()
     return int(row[0]) if row else 0
-
-
-def _coarsest_for(step: int | None) -> str:
-    """The coarsest tier whose rows fit inside one bucket of `step` seconds."""
-    if step is None:
-        return "day"
-    for tier in ("day", "hour", "minute"):
-        if step % TIER_TABLES[tier][1] == 0:
-            return tier
-    raise ValueError(f"bucket width must be a multiple of 60 s, got {step}")

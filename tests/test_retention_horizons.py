@@ -1,0 +1,125 @@
+"""Histogram horizons: slim rows keep every counter, pages are given back, only rolled-up slices."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from support.horizon_data import DAY, HOUR, HOUR_FROM, MINUTE_FROM, NOW, T0, TABLES, config, filled, heavy
+from support.rollup_data import Traffic, dump, key, lognormal_traffic, write
+
+from mockforge_analytics_plugin.config import AnalyticsConfig, RetentionConfig
+from mockforge_analytics_plugin.retention import Retention
+from mockforge_analytics_plugin.store.horizons import SLIM_COLUMNS
+from mockforge_analytics_plugin.store.queries import read_markers
+
+
+async def _kept(db, table: str) -> list[tuple]:
+    """Every column but the slimmed ones, per row (counters, min/max, timestamps)."""
+    cols = [
+        r[1] for r in await db.execute_fetchall(f"PRAGMA table_info({table})") if r[1] not in SLIM_COLUMNS
+    ]
+    return await db.execute_fetchall(f"SELECT {', '.join(cols)} FROM {table} ORDER BY timestamp, series_id")
+
+
+async def _pages(db, table: str) -> tuple[int, int]:
+    """(pages, unused bytes in them) of a table."""
+    rows = await db.execute_fetchall("SELECT COUNT(*), SUM(unused) FROM dbstat WHERE name = ?", (table,))
+    return rows[0][0], rows[0][1]
+
+
+async def test_slimming_drops_histograms_past_the_horizons_and_keeps_every_counter(tmp_path):
+    store = await filled(tmp_path / "h.db", lognormal_traffic(9000, T0, 3 * DAY))
+    db = store.writer
+    try:
+        before = {t: await _kept(db, t) for t in TABLES}
+        minute_heavy = await heavy(db, TABLES[0], f"timestamp < {MINUTE_FROM}")
+        hour_heavy = await heavy(db, TABLES[1], f"timestamp < {HOUR_FROM}")
+        newer = {
+            TABLES[0]: await heavy(db, TABLES[0], f"timestamp >= {MINUTE_FROM}"),
+            TABLES[1]: await heavy(db, TABLES[1], f"timestamp >= {HOUR_FROM}"),
+            TABLES[2]: await heavy(db, TABLES[2], "1"),
+        }
+        pages = await _pages(db, TABLES[0])
+        assert minute_heavy > 2000 and hour_heavy > 100 and all(newer.values())
+
+        task = Retention(store, config(), clock=lambda: NOW)
+        result = await task.retention_once()
+
+        assert result.slimmed == {TABLES[0]: minute_heavy, TABLES[1]: hour_heavy}
+        assert task.status()["last_slimmed"] == result.slimmed
+        assert {t: await _kept(db, t) for t in TABLES} == before  # counters identical
+        assert await heavy(db, TABLES[0], f"timestamp < {MINUTE_FROM}") == 0
+        assert await heavy(db, TABLES[1], f"timestamp < {HOUR_FROM}") == 0
+        # Newer rows keep their histograms; day rows always do.
+        assert await heavy(db, TABLES[0], f"timestamp >= {MINUTE_FROM}") == newer[TABLES[0]]
+        assert await heavy(db, TABLES[1], f"timestamp >= {HOUR_FROM}") == newer[TABLES[1]]
+        assert await heavy(db, TABLES[2], "1") == newer[TABLES[2]]
+        markers = await read_markers(store.reader)
+        assert (markers.minute_histograms, markers.hour_histograms) == (MINUTE_FROM, HOUR_FROM)
+        # Deleted and re-inserted slim, so pages are given back and the rest stay full (setting
+        # NULL in place keeps every page and leaves the freed bytes unused inside them).
+        after = await _pages(db, TABLES[0])
+        assert after[0] < pages[0] and after[1] <= pages[1]
+
+        snapshot = await dump(db, (*TABLES, "analytics_state"))
+        again = await task.retention_once()
+        assert again.slimmed == dict.fromkeys(TABLES[:2], 0)
+        assert await dump(db, (*TABLES, "analytics_state")) == snapshot
+    finally:
+        await store.close()
+
+
+async def test_hours_not_rolled_up_are_not_slimmed(tmp_path):
+    store = await filled(tmp_path / "h.db", lognormal_traffic(3000, T0, 3 * DAY))
+    db = store.writer
+    try:
+        late = Traffic()
+        late.add(key(T0 + 10 * HOUR + 120, "/late"), 40.0)
+        await write(db, late, NOW)  # marks hour T0+10h dirty: its hour row is stale until a roll-up
+        result = await Retention(store, config(), clock=lambda: NOW).retention_once()
+        markers = await read_markers(db)
+        assert markers.minute_histograms == T0 + 10 * HOUR
+        assert markers.hour_histograms == T0  # no day after the first dirty hour is complete either
+        assert await heavy(db, TABLES[0], f"timestamp < {T0 + 10 * HOUR}") == 0
+        assert await heavy(db, TABLES[0], f"timestamp >= {T0 + 10 * HOUR} AND timestamp < {MINUTE_FROM}") > 0
+        assert result.slimmed[TABLES[1]] == 0
+    finally:
+        await store.close()
+
+
+class _Sleeps:
+    """A fake sleep that advances the fake clock and stops the loop after `stop_after` calls."""
+
+    def __init__(self, clock: list[float], stop_after: int) -> None:
+        self.clock = clock
+        self.calls: list[float] = []
+        self.stop_after = stop_after
+
+    async def __call__(self, seconds: float) -> None:
+        self.calls.append(seconds)
+        self.clock[0] += seconds
+        if len(self.calls) >= self.stop_after:
+            raise asyncio.CancelledError
+
+
+async def test_the_loop_applies_the_horizons_every_hour_between_cleanups(tmp_path):
+    store = await filled(tmp_path / "h.db", lognormal_traffic(3000, T0, 3 * DAY))
+    try:
+        clock = [float(NOW - HOUR)]
+        sleeps = _Sleeps(clock, stop_after=2)
+        cfg = AnalyticsConfig(retention=RetentionConfig(cleanup_interval_hours=24, **_horizons()))
+        task = Retention(store, cfg, clock=lambda: clock[0], sleep=sleeps)
+        with pytest.raises(asyncio.CancelledError):
+            await task.run()
+        assert sleeps.calls == [3600.0, 3600.0]
+        assert task.runs == 1  # the cleanup at start-up; an hour later a horizon pass only
+        markers = await read_markers(store.reader)
+        assert markers.minute_histograms == MINUTE_FROM  # moved by one hour by the later pass
+        assert task.status()["last_slimmed"][TABLES[0]] > 0
+    finally:
+        await store.close()
+
+
+def _horizons() -> dict[str, float]:
+    return {"minute_histograms_days": 1, "hour_histograms_days": 2}
