@@ -36,6 +36,7 @@ from datetime import UTC, datetime
 import aiosqlite
 
 from ..histogram import encode, merge_into, quantiles
+from .horizons import carry_slim_histograms
 
 __all__ = [
     "DAY",
@@ -175,6 +176,7 @@ async def rollup_hour(db: aiosqlite.Connection, hour: int, now: float) -> int:
             (hour, end),
         )
         hists, _ = await _histograms(db, _TABLE["minute"], hour, end)
+        await carry_slim_histograms(db, "hour", hour, hists)  # minutes past their horizon (horizons.py)
         created = int(now)
         out = []
         for row in rows:
@@ -249,6 +251,7 @@ async def rollup_day(db: aiosqlite.Connection, day: int, now: float) -> int:
             (day, end),
         )
         hists, counts = await _histograms(db, _TABLE["hour"], day, end)
+        await carry_slim_histograms(db, "day", day, hists)  # hours past their horizon (horizons.py)
         clients = await _unique_clients(db, day, [r[0] for r in rows])
         date = utc_date(day)
         created = int(now)
