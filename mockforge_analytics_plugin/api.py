@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import asdict
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiosqlite
 from starlette.requests import Request
@@ -18,6 +18,7 @@ from starlette.routing import BaseRoute, Route
 from . import query
 from .envelope import api_endpoint, fail, now_of, ok
 from .params import COMMON_PARAMS, GROUP_BYS, QueryParams, parse_params
+from .store.queries import read_markers
 
 __all__ = [
     "LATENCY_PARAMS",
@@ -34,6 +35,13 @@ OVERVIEW_PARAMS = COMMON_PARAMS - {"granularity"}
 REQUESTS_PARAMS = COMMON_PARAMS | {"group_by"}
 LATENCY_PARAMS = COMMON_PARAMS | {"group_by"}
 TOP_ENDPOINTS_PARAMS = OVERVIEW_PARAMS | {"limit", "sort"}
+
+
+class WithMeta(NamedTuple):
+    """An answer plus the envelope's `meta` (None: no meta)."""
+
+    data: Any
+    meta: dict[str, Any] | None
 
 
 class StoreUnavailable(RuntimeError):
@@ -68,19 +76,25 @@ def _handler(
             conn = reader_of(request)
         except StoreUnavailable as exc:
             return fail(503, str(exc))
-        return ok(await answer(request, conn, p))
+        answer_ = await answer(request, conn, p)
+        if isinstance(answer_, WithMeta):
+            return ok(answer_.data, meta=answer_.meta)
+        return ok(answer_)
 
     return handle
 
 
 async def _overview(request: Request, conn: aiosqlite.Connection, p: QueryParams) -> Any:
     recorder = request.app.state.runtime.recorder
-    return await query.overview(
+    markers = await read_markers(conn)
+    data = await query.overview(
         conn,
         p,
         active_connections=sum(recorder.in_flight().values()),
         dropped=asdict(recorder.drops),
+        markers=markers,
     )
+    return WithMeta(data, query.percentile_meta(p, markers))
 
 
 async def _requests(request: Request, conn: aiosqlite.Connection, p: QueryParams) -> Any:
@@ -88,11 +102,15 @@ async def _requests(request: Request, conn: aiosqlite.Connection, p: QueryParams
 
 
 async def _latency(request: Request, conn: aiosqlite.Connection, p: QueryParams) -> Any:
-    return await query.latency_series(conn, p)
+    markers = await read_markers(conn)
+    data = await query.latency_series(conn, p, markers=markers)
+    return WithMeta(data, query.percentile_meta(p, markers, step=p.step))
 
 
 async def _top_endpoints(request: Request, conn: aiosqlite.Connection, p: QueryParams) -> Any:
-    return await query.top_endpoints(conn, p)
+    markers = await read_markers(conn)
+    data = await query.top_endpoints(conn, p, markers=markers)
+    return WithMeta(data, query.percentile_meta(p, markers))
 
 
 async def _protocols(request: Request, conn: aiosqlite.Connection, p: QueryParams) -> Any:

@@ -1,5 +1,8 @@
 """The API's response envelope: `{"success", "data", "error", "timestamp"}` (RFC 3339 UTC).
 
+An optional `meta` object says how to read `data` when that differs from the usual: today only
+`meta.percentile_resolution`, the spans whose percentiles were widened past a histogram horizon.
+
 `api_endpoint` wraps a handler so that a :class:`ParamError` becomes a 400 naming the parameter
 and any unexpected exception a logged 500 with a short message, never a traceback.
 """
@@ -32,10 +35,17 @@ def rfc3339(ts: float | None = None) -> str:
 
 
 def ok(
-    data: Any, *, status: int = 200, now: float | None = None, headers: dict[str, str] | None = None
+    data: Any,
+    *,
+    status: int = 200,
+    now: float | None = None,
+    headers: dict[str, str] | None = None,
+    meta: dict[str, Any] | None = None,
 ) -> JSONResponse:
-    """A success envelope around `data`."""
+    """A success envelope around `data`; `meta` (e.g. widened percentiles) only when there is some."""
     body = {"success": True, "data": data, "error": None, "timestamp": rfc3339(now)}
+    if meta:
+        body["meta"] = meta
     return JSONResponse(body, status_code=status, headers=headers)
 
 

@@ -28,8 +28,19 @@ def arr(items: dict[str, Any]) -> dict[str, Any]:
 
 
 NNUM = nullable(NUM)
+# `meta` appears only when a percentile route widened part of its window (docs/storage.md).
+_META = obj(
+    {"percentile_resolution": arr(obj({"start": INT, "end": INT, "seconds": INT}))}, ["percentile_resolution"]
+)
 ENVELOPE = obj(
-    {"success": BOOL, "data": {}, "error": nullable(STR), "timestamp": {**STR, "format": "date-time"}}
+    {
+        "success": BOOL,
+        "data": {},
+        "error": nullable(STR),
+        "timestamp": {**STR, "format": "date-time"},
+        "meta": _META,
+    },
+    ["success", "data", "error", "timestamp"],
 )
 ERROR_ENVELOPE = obj(
     {

@@ -4,6 +4,10 @@ Percentiles are read from merged histograms (never averaged); average latency is
 latency_sum / latency_count (requests with a latency, WebSocket sessions excluded). Figures
 cover what the store holds: requests still buffered in the recorder (at most one flush
 interval, 1 s by default) appear after the next flush.
+
+Past the histogram horizons (docs/storage.md) a percentile is that of the enclosing hours or
+days (store/tiers.py ``histogram_ranges``); counters keep their resolution.
+:func:`percentile_meta` says which parts of a window were widened, for the envelope's ``meta``.
 """
 
 from __future__ import annotations
@@ -20,11 +24,14 @@ from .params import QueryParams
 from .store.queries import (
     Counters,
     Markers,
+    coarsest_for,
     iter_histograms,
+    percentile_bucket,
     read_markers,
     series_lookup,
     sum_counters,
     unique_clients,
+    widened_ranges,
 )
 
 _np: Any
@@ -38,6 +45,7 @@ __all__ = [
     "TOP_ENDPOINT_SORTS",
     "latency_series",
     "overview",
+    "percentile_meta",
     "percentiles_by_key",
     "protocol_breakdown",
     "requests_series",
@@ -72,6 +80,20 @@ def _pct(part: float, whole: float) -> float:
 
 def _label(dim: str, value: Any) -> str:
     return f"{value}xx" if dim == "status_class" else str(value)
+
+
+def percentile_meta(p: QueryParams, markers: Markers, *, step: int | None = None) -> dict[str, Any] | None:
+    """``{"percentile_resolution": [{start, end, seconds}]}`` for the widened parts, or None.
+
+    Each entry is a span of whole hours (seconds 3600) or days (86400) whose merged histogram
+    gave the percentiles of the part of the window inside it.
+    """
+    widened = widened_ranges(p.start, p.end, markers, coarsest_for(step))
+    if not widened:
+        return None
+    return {
+        "percentile_resolution": [{"start": r.start, "end": r.end, "seconds": r.widened} for r in widened]
+    }
 
 
 def _buckets(p: QueryParams) -> list[int]:
@@ -267,6 +289,7 @@ async def latency_series(
     """Per bucket p50/p95/p99/avg/min/max (ms); with `group_by`, a list of {label, data} series.
 
     Without group_by the answer is the flat list [{timestamp, p50, ...}] (the original's shape).
+    A bucket past a histogram horizon shows the percentiles of its enclosing hour or day.
     """
     markers = markers or await read_markers(conn)
     dim = p.group_by
@@ -282,13 +305,15 @@ async def latency_series(
 
     pcts = await percentiles_by_key(iter_histograms(conn, p, markers, step=p.step), key_of)
     buckets = _buckets(p)
+    pct_bucket = percentile_bucket(p.start, p.end, p.step, markers)
 
     def points(value: Any) -> list[dict[str, Any]]:
         data = []
         for b in buckets:
             key = (b, value) if dim else (b,)
             c = sums.get(key)
-            q = pcts.get(key) or (None, None, None)
+            wide = pct_bucket(b)
+            q = pcts.get((wide, value) if dim else (wide,)) or (None, None, None)
             data.append(
                 {
                     "timestamp": b,
