@@ -358,7 +358,7 @@ def callgrind_instructions(variant: str, requests: int, folder: Path) -> int:
     out = folder / f"callgrind.{variant}.{requests}.out"
     env = dict(os.environ, PYTHONHASHSEED="0", OPENBLAS_NUM_THREADS="1")
     cmd = ["valgrind", "--tool=callgrind", "--dump-instr=no", f"--callgrind-out-file={out}",
-           os.path.realpath(sys.executable), __file__, "--_inproc", variant, str(requests)]  # fmt: skip
+           sys.executable, __file__, "--_inproc", variant, str(requests)]  # fmt: skip
     done = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if done.returncode != 0:
         raise SystemExit(f"callgrind run failed ({' '.join(cmd)}):\n{done.stderr[-2000:]}")
