@@ -2,7 +2,8 @@
 
 Stateless: everything about one request lives in locals of ``__call__`` and its per-request
 ``_HttpCall``; the only shared object is the Recorder, whose ``record_raw`` only appends and never
-awaits. Lifespan and other scope types pass straight through.
+awaits (``capture_build`` turns what it queued into a record later). Lifespan and other scope
+types pass straight through.
 """
 
 from __future__ import annotations
@@ -14,14 +15,11 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from starlette.routing import Mount
-
-from .clientinfo import MAX_CLIENT_ID_CHARS, MAX_USER_AGENT_CHARS, TrustedProxies, resolve_client_id
+from .capture_build import MAX_ERROR_MESSAGE_CHARS, RequestBuilder, parse_traceparent
 from .config import AnalyticsConfig
-from .normalise import normalise_path
 from .recorder import Recorder
 
-__all__ = ["CaptureMiddleware", "parse_traceparent"]
+__all__ = ["CaptureMiddleware", "parse_traceparent"]  # parse_traceparent: see capture_build
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -31,33 +29,9 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 log = logging.getLogger(__name__)
 
-MAX_PATH_CHARS = 256  # raw paths and templates as recorded
-MAX_METHOD_CHARS = 16
-MAX_TEST_RUN_CHARS = 128
-MAX_HEADER_ID_CHARS = 128  # request ids
-MAX_ERROR_MESSAGE_CHARS = 512
 _EXCLUDED_CACHE_SIZE = 4096
 _WS_CLIENT_CLOSED = ("WebSocketDisconnect", "ClientDisconnected")
 _CLIENT_GONE = ("ClientDisconnected", "ClientDisconnect")  # uvicorn's (an OSError) and starlette's
-# W3C trace context: version-traceid-parentid-flags, lowercase hex; version ff is invalid.
-_TRACEPARENT = re.compile(rb"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?")
-_ZERO_TRACE = b"0" * 32
-_ZERO_SPAN = b"0" * 16
-
-
-def parse_traceparent(value: bytes) -> tuple[str, str]:
-    """Return (trace_id, span_id) of a valid W3C ``traceparent`` header, else ('', '')."""
-    m = _TRACEPARENT.fullmatch(value.strip()[:256])
-    if m is None:
-        return "", ""
-    version, trace_id, span_id, _flags, rest = m.groups()
-    if version == b"ff" or (version == b"00" and rest) or trace_id == _ZERO_TRACE or span_id == _ZERO_SPAN:
-        return "", ""
-    return trace_id.decode("ascii"), span_id.decode("ascii")
-
-
-def _header_text(value: bytes, limit: int) -> str:
-    return value[:limit].decode("latin-1").strip()
 
 
 def _utf8_len(text: str) -> int:
@@ -138,21 +112,10 @@ class CaptureMiddleware:
         patterns = [fnmatch.translate(p) for p in config.exclude_paths]
         self._exclude = re.compile("|".join(patterns)) if patterns else None
         self._graphql = frozenset(config.graphql_paths)
-        self._client_header = (config.client_id_header or "").strip().lower().encode("latin-1") or None
-        self._test_run_header = (config.test_run_header or "").strip().lower().encode("latin-1") or None
-        self._trusted = TrustedProxies(config.trusted_proxies)
-        # Header name -> slot in _record; one dict lookup per header instead of a chain of compares.
-        slots = {b"user-agent": 0, b"traceparent": 1, b"content-length": 2, b"x-forwarded-for": 3,
-                 b"x-request-id": 6}  # fmt: skip
-        if self._test_run_header:
-            slots[self._test_run_header] = 5
-        if self._client_header:
-            slots[self._client_header] = 4  # wins over a built-in name it might shadow
-        self._header_slots = slots
         # Paths repeat: remember the exclusion verdict (bounded; cleared when full).
         self._excluded_cache: dict[str, bool] = {}
         self._logged_failure = False
-        self._build_fn = self._build  # one bound method, not one per request
+        self._builder = RequestBuilder(config)
 
     def _excluded(self, path: str) -> bool:
         """Whether a path is the mount, under it, or matches exclude_paths (cached verdict)."""
@@ -229,9 +192,10 @@ class CaptureMiddleware:
             first_byte = call.first_byte
             try:
                 # Only references and numbers here; parsing happens when the recorder folds its
-                # batch (cache-warm, off this request's path). The scope itself is not kept.
+                # batch (cache-warm, off this request's path). The scope itself is not kept: its
+                # dicts would outlive the request and cost the garbage collector more.
                 recorder.record_raw((
-                    self._build_fn, ts, protocol, path, outer_root, status,
+                    self._builder, ts, protocol, path, outer_root, status,
                     (end - start) * 1000.0, (first_byte - start) * 1000.0 if first_byte else 0.0,
                     call.sent, call.received, call.read_any, error_type, error_message, in_flight,
                     scope.get("headers"), scope.get("client"), scope.get("mockforge"),
@@ -302,7 +266,7 @@ class CaptureMiddleware:
                 status = denial_status or 403
             try:
                 recorder.record_raw((
-                    self._build, ts, "websocket", path, outer_root, status, (perf() - start) * 1000.0,
+                    self._builder, ts, "websocket", path, outer_root, status, (perf() - start) * 1000.0,
                     (accepted_at - start) * 1000.0 if accepted_at else 0.0, sent, received, True,
                     error_type, error_message, in_flight,
                     scope.get("headers"), scope.get("client"), scope.get("mockforge"),
@@ -315,92 +279,3 @@ class CaptureMiddleware:
         if not self._logged_failure:
             self._logged_failure = True
             log.exception("analytics capture failed; the request was served but not recorded")
-
-    @staticmethod
-    def _endpoint(route: Any, root: str, path: str, outer_root: str) -> str:
-        """Without the host's template: Starlette's route joined through mounts, else the
-        normalised path."""
-        route_path = getattr(route, "path", None)
-        if route_path is not None and not isinstance(route, Mount):
-            # Inside a Mount, route.path is relative: the mounts' paths were appended to root_path.
-            if outer_root and root.startswith(outer_root):
-                root = root[len(outer_root) :]
-            return (root + route_path)[:MAX_PATH_CHARS] or "/"
-        return normalise_path(path)[:MAX_PATH_CHARS]
-
-    def _build(self, raw: tuple[Any, ...]) -> tuple[Any, ...]:
-        """Turn what ``__call__`` queued into CapturedRequest fields, in order (called by the
-        Recorder when it folds its batch)."""
-        (
-            _, ts, protocol, path, outer_root, status, duration_ms, ttfb_ms, sent, received,
-            read_any, error_type, error_message, in_flight, headers, client, mf, route, root, method,
-        ) = raw  # fmt: skip
-        user_agent = trace_id = span_id = test_run = request_id = ""
-        client_header: str | None = None
-        forwarded: str | None = None
-        content_length = b""
-        slots = self._header_slots
-        for name, value in headers or ():
-            slot = slots.get(name)
-            if slot is None:
-                continue
-            if slot == 0:
-                user_agent = _header_text(value, MAX_USER_AGENT_CHARS)
-            elif slot == 1:
-                trace_id, span_id = parse_traceparent(value)
-            elif slot == 2:
-                content_length = value
-            elif slot == 3:
-                text = _header_text(value, 4096)
-                forwarded = f"{forwarded},{text}" if forwarded else text
-            elif slot == 4:
-                client_header = _header_text(value, 512)
-            elif slot == 5:
-                test_run = _header_text(value, MAX_TEST_RUN_CHARS)
-            else:
-                request_id = _header_text(value, MAX_HEADER_ID_CHARS)
-        if not read_any and content_length.isdigit() and len(content_length) <= 18:
-            received = int(content_length)  # the body arrived even though the app never read it
-        peer = client[0] if client else ""
-        if client_header is None and forwarded is None and type(peer) is str:
-            client_id = peer[:MAX_CLIENT_ID_CHARS]
-        else:
-            client_id = resolve_client_id(str(peer), client_header, forwarded, self._trusted)
-
-        template = None
-        workspace, environment, route_id, injected, fault = "default", "dev", "", 0.0, False
-        if mf:
-            try:  # the host's scope contract (example_host/hookspecs.py) guarantees these keys
-                template = mf["route_template"]
-                workspace = mf["workspace"] or "default"
-                environment = mf["environment"] or "dev"
-                route_id = mf["route_id"] or ""
-                injected = mf["injected_latency_ms"] or 0.0
-                fault = bool(mf["fault_injected"])
-            except (KeyError, TypeError):  # another host: take what is there
-                template = mf.get("route_template")
-                workspace = mf.get("workspace") or "default"
-                environment = mf.get("environment") or "dev"
-                route_id = mf.get("route_id") or ""
-                injected = mf.get("injected_latency_ms") or 0.0
-                fault = bool(mf.get("fault_injected"))
-            if type(workspace) is not str:
-                workspace = str(workspace)
-            if type(environment) is not str:
-                environment = str(environment)
-            if type(route_id) is not str:
-                route_id = str(route_id)
-            if type(injected) is not float:
-                injected = float(injected)
-        if template and type(template) is str:
-            endpoint = template[:MAX_PATH_CHARS]
-        else:
-            endpoint = self._endpoint(route, root, path, outer_root)
-        if len(method) > MAX_METHOD_CHARS:
-            method = method[:MAX_METHOD_CHARS]
-        return (
-            ts, protocol, method, endpoint, path[:MAX_PATH_CHARS], status, duration_ms, ttfb_ms,
-            sent, received, client_id, user_agent, workspace, environment, test_run,
-            route_id[:MAX_PATH_CHARS], injected, fault, trace_id, span_id, error_type, error_message,
-            request_id, in_flight,
-        )  # fmt: skip

@@ -1,0 +1,163 @@
+"""The record builder: turns what the capture middleware queued for a request into CapturedRequest
+fields (headers, client id, endpoint, the host's scope contract).
+
+It runs when the Recorder folds its batch, off the request's path: the middleware only queues
+references and numbers (see :data:`RAW_FIELDS`).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from starlette.routing import Mount
+
+from .clientinfo import MAX_CLIENT_ID_CHARS, MAX_USER_AGENT_CHARS, TrustedProxies, resolve_client_id
+from .config import AnalyticsConfig
+from .normalise import normalise_path
+
+__all__ = [
+    "MAX_ERROR_MESSAGE_CHARS",
+    "MAX_PATH_CHARS",
+    "RAW_FIELDS",
+    "RequestBuilder",
+    "parse_traceparent",
+]
+
+MAX_PATH_CHARS = 256  # raw paths and templates as recorded
+MAX_METHOD_CHARS = 16
+MAX_TEST_RUN_CHARS = 128
+MAX_HEADER_ID_CHARS = 128  # request ids
+MAX_ERROR_MESSAGE_CHARS = 512
+# What the middleware queues per request, in order (a tuple: the first item builds it).
+RAW_FIELDS = (
+    "builder", "timestamp", "protocol", "path", "outer_root_path", "status_code", "duration_ms",
+    "ttfb_ms", "bytes_sent", "bytes_received", "body_read", "error_type", "error_message",
+    "in_flight", "headers", "client", "mockforge", "route", "root_path", "method",
+)  # fmt: skip
+# W3C trace context: version-traceid-parentid-flags, lowercase hex; version ff is invalid.
+_TRACEPARENT = re.compile(rb"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?")
+_ZERO_TRACE = b"0" * 32
+_ZERO_SPAN = b"0" * 16
+
+
+def parse_traceparent(value: bytes) -> tuple[str, str]:
+    """Return (trace_id, span_id) of a valid W3C ``traceparent`` header, else ('', '')."""
+    m = _TRACEPARENT.fullmatch(value.strip()[:256])
+    if m is None:
+        return "", ""
+    version, trace_id, span_id, _flags, rest = m.groups()
+    if version == b"ff" or (version == b"00" and rest) or trace_id == _ZERO_TRACE or span_id == _ZERO_SPAN:
+        return "", ""
+    return trace_id.decode("ascii"), span_id.decode("ascii")
+
+
+def _header_text(value: bytes, limit: int) -> str:
+    return value[:limit].decode("latin-1").strip()
+
+
+def _endpoint(route: Any, root: str, path: str, outer_root: str) -> str:
+    """Without the host's template: Starlette's route joined through mounts, else the normalised
+    path."""
+    route_path = getattr(route, "path", None)
+    if route_path is not None and not isinstance(route, Mount):
+        # Inside a Mount, route.path is relative: the mounts' paths were appended to root_path.
+        if outer_root and root.startswith(outer_root):
+            root = root[len(outer_root) :]
+        return (root + route_path)[:MAX_PATH_CHARS] or "/"
+    return normalise_path(path)[:MAX_PATH_CHARS]
+
+
+class RequestBuilder:
+    """Builds CapturedRequest fields from a queued request; configured once per middleware."""
+
+    __slots__ = ("_header_slots", "_trusted")
+
+    def __init__(self, config: AnalyticsConfig) -> None:
+        client_header = (config.client_id_header or "").strip().lower().encode("latin-1")
+        test_run_header = (config.test_run_header or "").strip().lower().encode("latin-1")
+        # Header name -> slot; one dict lookup per header instead of a chain of compares.
+        slots = {b"user-agent": 0, b"traceparent": 1, b"content-length": 2, b"x-forwarded-for": 3,
+                 b"x-request-id": 6}  # fmt: skip
+        if test_run_header:
+            slots[test_run_header] = 5
+        if client_header:
+            slots[client_header] = 4  # wins over a built-in name it might shadow
+        self._header_slots = slots
+        self._trusted = TrustedProxies(config.trusted_proxies)
+
+    def __call__(self, raw: tuple[Any, ...]) -> tuple[Any, ...]:
+        """CapturedRequest fields, in order, of a request queued as ``raw`` (see RAW_FIELDS)."""
+        (
+            _, ts, protocol, path, outer_root, status, duration_ms, ttfb_ms, sent, received,
+            read_any, error_type, error_message, in_flight, headers, client, mf, route, root, method,
+        ) = raw  # fmt: skip
+        user_agent = trace_id = span_id = test_run = request_id = ""
+        client_header: str | None = None
+        forwarded: str | None = None
+        content_length = b""
+        slots = self._header_slots
+        for name, value in headers or ():
+            slot = slots.get(name)
+            if slot is None:
+                continue
+            if slot == 0:
+                user_agent = _header_text(value, MAX_USER_AGENT_CHARS)
+            elif slot == 1:
+                trace_id, span_id = parse_traceparent(value)
+            elif slot == 2:
+                content_length = value
+            elif slot == 3:
+                text = _header_text(value, 4096)
+                forwarded = f"{forwarded},{text}" if forwarded else text
+            elif slot == 4:
+                client_header = _header_text(value, 512)
+            elif slot == 5:
+                test_run = _header_text(value, MAX_TEST_RUN_CHARS)
+            else:
+                request_id = _header_text(value, MAX_HEADER_ID_CHARS)
+        if not read_any and content_length.isdigit() and len(content_length) <= 18:
+            received = int(content_length)  # the body arrived even though the app never read it
+        peer = client[0] if client else ""
+        if client_header is None and forwarded is None and type(peer) is str:
+            client_id = peer[:MAX_CLIENT_ID_CHARS]
+        else:
+            client_id = resolve_client_id(str(peer), client_header, forwarded, self._trusted)
+
+        template = None
+        workspace, environment, route_id, injected, fault = "default", "dev", "", 0.0, False
+        if mf:
+            try:  # the host's scope contract (example_host/hookspecs.py) guarantees these keys
+                template = mf["route_template"]
+                workspace = mf["workspace"] or "default"
+                environment = mf["environment"] or "dev"
+                route_id = mf["route_id"] or ""
+                injected = mf["injected_latency_ms"] or 0.0
+                fault = bool(mf["fault_injected"])
+            except (KeyError, TypeError):  # another host: take what is there
+                template = mf.get("route_template")
+                workspace = mf.get("workspace") or "default"
+                environment = mf.get("environment") or "dev"
+                route_id = mf.get("route_id") or ""
+                injected = mf.get("injected_latency_ms") or 0.0
+                fault = bool(mf.get("fault_injected"))
+            if type(workspace) is not str:
+                workspace = str(workspace)
+            if type(environment) is not str:
+                environment = str(environment)
+            if type(route_id) is not str:
+                route_id = str(route_id)
+            if type(injected) is not float:
+                injected = float(injected)
+        if template and type(template) is str:
+            endpoint = template[:MAX_PATH_CHARS]
+        else:
+            endpoint = _endpoint(route, root, path, outer_root)
+        if len(method) > MAX_METHOD_CHARS:
+            method = method[:MAX_METHOD_CHARS]
+        return (
+            ts, protocol, method, endpoint, path[:MAX_PATH_CHARS], status, duration_ms, ttfb_ms,
+            sent, received, client_id, user_agent, workspace, environment, test_run,
+            route_id[:MAX_PATH_CHARS], injected, fault, trace_id, span_id, error_type, error_message,
+            request_id, in_flight,
+        )  # fmt: skip
