@@ -261,7 +261,13 @@ DATA_SCHEMAS: dict[str, dict[str, Any]] = {
     ),
     "recent_requests": obj({"capacity": INT, "count": INT, "requests": arr(_RECENT)}),
     "deleted": obj(
-        {"deleted": {"type": "object", "additionalProperties": INT}, "total": INT}, ["deleted", "total"]
+        {
+            "deleted": {"type": "object", "additionalProperties": INT},
+            "total": INT,
+            # retention/run only: rows rewritten without histograms past the horizons, per table
+            "slimmed": {"type": "object", "additionalProperties": INT},
+        },
+        ["deleted", "total"],
     ),
 }
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 
 import pytest
 from support.horizon_data import DAY, HOUR, HOUR_FROM, MINUTE_FROM, NOW, T0, TABLES, config, filled, heavy
@@ -123,3 +124,25 @@ async def test_the_loop_applies_the_horizons_every_hour_between_cleanups(tmp_pat
 
 def _horizons() -> dict[str, float]:
     return {"minute_histograms_days": 1, "hour_histograms_days": 2}
+
+
+async def test_retention_run_route_reports_rows_slimmed(tmp_path):
+    import httpx
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    from mockforge_analytics_plugin.api_maintenance import maintenance_routes
+
+    store = await filled(tmp_path / "h.db", lognormal_traffic(3000, T0, 3 * DAY))
+    try:
+        app = Starlette(routes=[Mount("/analytics/api", routes=maintenance_routes())])
+        app.state.runtime = SimpleNamespace(
+            store=store, retention=Retention(store, config(), clock=lambda: NOW), clock=lambda: NOW
+        )
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+            data = (await client.post("/analytics/api/retention/run")).json()["data"]
+        assert data["slimmed"][TABLES[0]] > 0 and data["slimmed"][TABLES[1]] > 0
+        assert data["total"] == sum(data["deleted"].values())  # slimmed rows are not deleted rows
+    finally:
+        await store.close()
