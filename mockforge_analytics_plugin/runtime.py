@@ -23,6 +23,10 @@ from .recorder import Recorder
 __all__ = ["Runtime"]
 
 
+# What _PrefixMount answers for every other path: one shared tuple (the router only reads it).
+_NO_MATCH: tuple[Match, Scope] = (Match.NONE, {})
+
+
 class _PrefixMount(Mount):
     """A Mount that turns away, without its regex, every path not containing `<mount>/`.
 
@@ -36,8 +40,8 @@ class _PrefixMount(Mount):
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
         """Cheap substring test first, then Starlette's own matching."""
-        if self._needle not in scope.get("path", ""):
-            return Match.NONE, {}
+        if self._needle not in scope["path"]:
+            return _NO_MATCH
         return super().matches(scope)
 
 
