@@ -162,3 +162,24 @@ async def test_maintenance_connection_never_creates_a_removed_database(tmp_path)
         async with maintenance_connection(_Store()):
             pass
     assert not (tmp_path / "gone.db").exists()
+
+
+async def test_retention_gives_every_free_page_back_to_the_file_system(store):
+    db = store.writer
+    await db.execute("BEGIN")
+    for m in range(3000):
+        await _insert(db, "metrics_aggregates_minute", NOW - 30 * DAY + 60 * m, 10_000 + m)
+    await db.execute("COMMIT")
+    await store.close()  # fold the WAL in: the file holds every page
+    from pathlib import Path
+
+    path = Path(store.path)
+    full = path.stat().st_size
+    reopened = await open_store(path)
+    try:
+        result = await apply_retention(reopened.writer, RetentionConfig(), NOW)
+        assert result["metrics_aggregates_minute"] == 3000
+        assert await reopened.writer.execute_fetchall("PRAGMA freelist_count") == [(0,)]
+    finally:
+        await reopened.close()
+    assert path.stat().st_size < full / 2

@@ -112,9 +112,10 @@ async def delete_orphan_series(db: aiosqlite.Connection, created_before: float) 
 
 async def incremental_vacuum(db: aiosqlite.Connection) -> None:
     """Return free pages to the file system (needs auto_vacuum=INCREMENTAL, set by the store)."""
-    # The pragma frees one page per step: fetch every row or it stops after the first.
-    async with db.execute("PRAGMA incremental_vacuum") as cur:
-        await cur.fetchall()
+    # The pragma frees one page per step and has no result columns, so a cursor steps it once
+    # (one page freed, whatever is fetched); executescript steps it to the end.
+    cursor = await db.executescript("PRAGMA incremental_vacuum;")
+    await cursor.close()
 
 
 async def apply_retention(
