@@ -41,20 +41,21 @@ class Recorder(CellFolding):
     def __init__(self, config: AnalyticsConfig, instance: str, source: str = "middleware") -> None:
         self.config = config
         self._init_folding(config, instance, source)
-        self._in_flight: dict[str, int] = {}
+        # Requests in flight per protocol: the capture middleware updates it in place.
+        self.in_flight_gauge: dict[str, int] = {}
 
     # -- the request path -------------------------------------------------------------------
 
     def request_started(self, protocol: str) -> int:
         """Count a request of ``protocol`` as in flight; return the gauge including it."""
-        n = self._in_flight.get(protocol, 0) + 1
-        self._in_flight[protocol] = n
+        n = self.in_flight_gauge.get(protocol, 0) + 1
+        self.in_flight_gauge[protocol] = n
         return n
 
     def request_finished(self, protocol: str) -> None:
         """Count a request of ``protocol`` as no longer in flight."""
-        n = self._in_flight.get(protocol, 0) - 1
-        self._in_flight[protocol] = n if n > 0 else 0
+        n = self.in_flight_gauge.get(protocol, 0) - 1
+        self.in_flight_gauge[protocol] = n if n > 0 else 0
 
     def record(self, rec: CapturedRequest) -> None:
         """Add one finished request (appended now, folded into the buffers in small batches)."""
@@ -134,7 +135,7 @@ class Recorder(CellFolding):
 
     def in_flight(self) -> dict[str, int]:
         """The in-flight gauge per protocol."""
-        return dict(self._in_flight)
+        return dict(self.in_flight_gauge)
 
     @property
     def totals(self) -> dict[str, int]:

@@ -41,6 +41,7 @@ class Captured:
     def __init__(self, config: AnalyticsConfig) -> None:
         self.real = Recorder(config, instance="test:1")
         self.items: list[CapturedRequest] = []
+        self.in_flight_gauge = self.real.in_flight_gauge  # the middleware updates it in place
 
     def record(self, rec: CapturedRequest) -> None:
         self.items.append(rec)
@@ -48,12 +49,6 @@ class Captured:
 
     def record_raw(self, raw: tuple[Any, ...]) -> None:
         self.record(CapturedRequest(*raw[0](raw)))  # build now: each test sees the request at once
-
-    def request_started(self, protocol: str) -> int:
-        return self.real.request_started(protocol)
-
-    def request_finished(self, protocol: str) -> None:
-        self.real.request_finished(protocol)
 
 
 def build(config: AnalyticsConfig | None = None) -> tuple[Starlette, Captured, FakePerf]:
@@ -441,3 +436,28 @@ async def test_server_root_path_is_stripped_before_templates_and_exclusion() -> 
         ("/users/5", "/users/{id}"),
         ("/v2/shop/items/9", "/v2/shop/items/{item_id}"),
     ]
+
+
+async def test_in_flight_gauge_is_the_recorders_while_requests_run() -> None:
+    cfg = AnalyticsConfig()
+    recorder = Recorder(cfg, instance="t:1")
+    seen: list[dict[str, int]] = []
+
+    async def slow(request: Request) -> Response:
+        seen.append(recorder.in_flight())
+        if len(seen) == 1:  # the first request is still in flight while the second runs
+            await app(http_scope("/graphql", "POST"), request.receive, lambda m: _noop())
+        return PlainTextResponse("x")
+
+    async def _noop() -> None:
+        return None
+
+    app = Starlette(
+        routes=[Route("/users/{id}", slow), Route("/graphql", slow, methods=["POST"])],
+        middleware=[Middleware(CaptureMiddleware, recorder=recorder, config=cfg, mount_path="/analytics")],  # type: ignore[arg-type]
+    )
+    async with client(app) as c:
+        await c.get("/users/1")
+    assert seen == [{"http": 1}, {"http": 1, "graphql": 1}]
+    assert recorder.in_flight() == {"http": 0, "graphql": 0}
+    assert [r.status_code for r in reversed(recorder.recent())] == [200, 200]
