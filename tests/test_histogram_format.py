@@ -176,3 +176,57 @@ def test_merge_encode_samples_takes_the_sparse_cases() -> None:
     # zero or negative counts in the delta: the general path decides (drop or raise)
     assert histogram.merge_encode_samples(histogram.encode({400: 1}), {401: 0, 402: 2}) is None
     assert histogram.merge_encode_samples(None, {401: -1, 402: 2}) is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(HISTS, max_size=5), max_size=8))
+def test_compact_equals_encode_of_the_decoded_sum(rows: list[list[dict[int, int]]]) -> None:
+    """The vectorised compaction writes exactly the bytes encode() would for the summed histogram."""
+    pytest.importorskip("numpy")
+    from mockforge_analytics_plugin.histogram_numpy import compact, encode_all
+
+    blobs = [b"".join(histogram.encode(h) for h in row) for row in rows]
+    assert compact(blobs) == [histogram.encode(histogram.decode(b)) for b in blobs]
+    flat = [h for row in rows for h in row]
+    assert encode_all(flat) == [histogram.encode(h) for h in flat]
+
+
+def test_encode_all_refuses_what_encode_refuses() -> None:
+    pytest.importorskip("numpy")
+    from mockforge_analytics_plugin.histogram_numpy import encode_all
+
+    for bad in ({5: -1}, {0x10000: 1}, {-1: 1}):
+        with pytest.raises(ValueError):
+            encode_all([{1: 1}, bad])
+    with pytest.raises(ValueError):
+        encode_all([{1: 2**64}])  # past int64: the pure-Python encoder names it
+    assert encode_all([{}, {7: 0}]) == [b"", b""]
+    assert encode_all([{1: 2**40, 3: 1}]) == [histogram.encode({1: 2**40, 3: 1})]  # 8-byte counts
+
+
+def test_arrays_of_many_segment_blobs() -> None:
+    """An open minute row holds one segment per flush: read without a Python step per segment."""
+    pytest.importorskip("numpy")
+    rng = random.Random(5)
+    rows = []
+    for r in range(40):
+        parts = [
+            {
+                histogram.bucket_index(rng.lognormvariate(2.5, 0.8)): rng.randint(1, 3)
+                for _ in range(rng.randint(1, 8))
+            }
+            for _ in range(r % 7 * 10 + 1)
+        ]
+        rows.append(parts)
+    blobs = [b"".join(histogram.encode(p) for p in parts) for parts in rows]
+    owner, index, count = histogram.arrays([None, *blobs])
+    for ordinal, blob in enumerate(blobs, start=1):
+        got: dict[int, int] = {}
+        mask = owner == ordinal
+        for i, c in zip(index[mask].tolist(), count[mask].tolist(), strict=True):
+            got[i] = got.get(i, 0) + c
+        assert got == histogram.decode(blob)
+    good = histogram.encode({400: 1}) * 5
+    for bad in (good + b"\x13", good + histogram.encode({400: 300})[:-1], good + b"\x03\x00\x00"):
+        with pytest.raises(ValueError):
+            histogram.arrays([good, bad])
