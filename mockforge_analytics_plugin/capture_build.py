@@ -116,7 +116,7 @@ class RequestBuilder:
                 test_run = _header_text(value, MAX_TEST_RUN_CHARS)
             else:
                 request_id = _header_text(value, MAX_HEADER_ID_CHARS)
-        if not read_any and content_length.isdigit() and len(content_length) <= 18:
+        if content_length and not read_any and content_length.isdigit() and len(content_length) <= 18:
             received = int(content_length)  # the body arrived even though the app never read it
         peer = client[0] if client else ""
         if client_header is None and forwarded is None and type(peer) is str:

@@ -125,7 +125,8 @@ class CellFolding:
         cells = self._cells
         ring_append = self._ring.append
         minute, start, end = self._minute, self._minute_start, self._minute_end
-        added = sessions = 0
+        failures = self.build_failures
+        sessions = 0
         for item in pending:
             if type(item) is tuple:
                 try:
@@ -151,7 +152,6 @@ class CellFolding:
             c = cells.get(key)
             if c is None:
                 c, key, fields = self._admit(key, fields)
-            added += 1
             c.requests += 1
             if protocol != "websocket":
                 c.duration_sum += duration
@@ -184,6 +184,7 @@ class CellFolding:
             if status >= 400:
                 self._error(fields, key)
         self._minute, self._minute_start, self._minute_end = minute, start, end
+        added = len(pending) - (self.build_failures - failures)
         self._total_requests += added
         self._total_sessions += sessions
         self._buffered += added
