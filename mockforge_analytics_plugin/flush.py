@@ -62,6 +62,7 @@ class FlushResult:
     rows: dict[str, int] = field(default_factory=dict)
     duration_ms: float = 0.0
     error: str | None = None
+    compacted: int = 0  # closed minute rows the write compacted (see store.compaction)
 
     @property
     def total_rows(self) -> int:
@@ -146,7 +147,9 @@ class Flusher:
         self.last_flush_at = stamp
         self.last_flush_duration_ms = duration_ms
         self.last_flush_rows = written.total_rows
-        return FlushResult(True, snapshot.request_count(), dict(written.rows), duration_ms)
+        return FlushResult(
+            True, snapshot.request_count(), dict(written.rows), duration_ms, compacted=written.compacted
+        )
 
     def _failed(
         self, snapshot: RecorderSnapshot, exc: BaseException, stamp: float, started: float

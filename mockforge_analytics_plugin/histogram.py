@@ -31,8 +31,7 @@ import math
 import struct
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from itertools import accumulate, chain, compress, repeat
-from operator import sub as _sub
+from itertools import accumulate, compress
 from typing import Any
 
 try:  # the C helper behind Counter.update: mapping[x] = mapping.get(x, 0) + 1 for each x
@@ -55,7 +54,6 @@ __all__ = [
     "encode",
     "encode_with_quantiles",
     "merge_blobs",
-    "merge_encode_samples",
     "merge_into",
     "quantile",
     "quantiles",
@@ -380,82 +378,6 @@ def quantiles(hist: Mapping[int, int], qs: Sequence[float]) -> list[float | None
 def quantile(hist: Mapping[int, int], q: float) -> float | None:
     """Return the latency (ms) at one quantile; None for an empty histogram."""
     return quantiles(hist, (q,))[0]
-
-
-# -- fast path for sparse histograms (writes) -------------------------------------------------
-
-def merge_encode_samples(
-    old: bytes | None, delta: Mapping[int, int]
-) -> tuple[bytes, float | None, float | None, float | None] | None:
-    """``encode_with_quantiles(merge_into(decode(old), delta))`` for sparse histograms, or None.
-
-    Answers only when the merged histogram encodes as ONE samples segment (few observations, no
-    gap over 255 buckets: what a minute row of a quiet series holds), and then returns exactly
-    what :func:`encode_with_quantiles` returns, computed from the sorted list of observations
-    (one C sort, p-quantiles by position) instead of dicts. ``old`` must be None/empty or a blob
-    of one samples segment; any other case returns None and the caller takes the general path.
-    """
-    samples: list[int]
-    distinct = False  # True when the samples are known to be distinct (every count 1, no old)
-    if delta:
-        values = delta.values()
-        total = sum(values)
-        if total == len(delta):  # every count is 1, unless a negative hides in it
-            if min(values) != 1:
-                return None
-            samples = list(delta)
-            distinct = not old
-        else:
-            if min(values) <= 0:
-                return None
-            samples = list(chain.from_iterable(repeat(i, c) for i, c in delta.items()))
-    else:
-        samples = []
-    if old:
-        h = old[0]
-        if h & 3 != SAMPLES:
-            return None
-        n = h >> 4
-        start = 3
-        if not n:
-            if len(old) < 5:
-                return None
-            n = old[3] | old[4] << 8
-            start = 5
-        if start + n != len(old) or not n:
-            return None
-        prior = accumulate(old[start:], initial=old[1] | old[2] << 8)
-        next(prior)  # the initial value itself
-        samples += prior
-    total = len(samples)
-    if not total or total > _MAX_GAP:
-        return None
-    samples.sort()
-    base = samples[0]
-    top = samples[-1]
-    # encode() picks samples when total <= pairs size (2 bytes a bucket at count width 1) and
-    # total <= run size (span bytes); counts fit one byte since total <= 255.
-    if base < 0 or top > _MAX_INDEX or total > top - base + 1:
-        return None
-    if not distinct and total > 2 * len(set(samples)):
-        return None
-    deltas = map(_sub, samples, [base, *samples])
-    try:  # header, then one delta per sample (the first 0); a gap over 255 -> ValueError
-        if total < 16:
-            blob = bytes([SAMPLES | total << 4, base & 0xFF, base >> 8, *deltas])
-        else:
-            blob = bytes([SAMPLES, base & 0xFF, base >> 8, total, 0, *deltas])
-    except ValueError:
-        return None  # encode() splits segments there
-    values_of = _BUCKET_VALUES if top < 4096 else None
-    if total == 1:
-        v = _value(base)
-        return blob, v, v, v
-    last = total - 1
-    i50, i95, i99 = samples[int(0.5 * last)], samples[int(0.95 * last)], samples[int(0.99 * last)]
-    if values_of is not None:
-        return blob, values_of[i50], values_of[i95], values_of[i99]
-    return blob, _value(i50), _value(i95), _value(i99)
 
 
 def arrays(blobs: Sequence[bytes | None]) -> tuple[Any, Any, Any]:

@@ -125,59 +125,6 @@ def test_arrays_of_blobs_of_one_kind(observations: int) -> None:
         assert {i: c for i, c in got.items() if c} == hist
 
 
-SPARSE = st.dictionaries(
-    st.one_of(st.integers(0, 30_000), st.integers(300, 420), st.integers(0, 3)),  # beyond: float overflow
-    st.one_of(st.integers(1, 2), st.integers(0, 300)),
-    max_size=12,
-)
-
-
-@settings(max_examples=1500, deadline=None)
-@given(SPARSE, SPARSE, st.booleans())
-def test_merge_encode_samples_equals_the_general_path(
-    old: dict[int, int], delta: dict[int, int], concatenated: bool
-) -> None:
-    """The sparse write fast path answers exactly like decode/merge/encode_with_quantiles, or None."""
-    try:
-        blob = histogram.encode(old)
-        if concatenated:
-            blob += histogram.encode(delta)
-    except ValueError:
-        return
-    got = histogram.merge_encode_samples(blob or None, delta)
-    try:
-        expected = histogram.encode_with_quantiles(histogram.merge_into(histogram.decode(blob), delta))
-    except ValueError:
-        assert got is None
-        return
-    if got is not None:
-        assert got == expected
-
-
-def test_merge_encode_samples_takes_the_sparse_cases() -> None:
-    rng = random.Random(7)
-    taken = 0
-    for _ in range(500):
-        old = {histogram.bucket_index(rng.lognormvariate(2.5, 0.8)): 1 for _ in range(rng.randint(1, 8))}
-        delta = {histogram.bucket_index(rng.lognormvariate(2.5, 0.8)): 1 for _ in range(rng.randint(1, 8))}
-        blob = histogram.encode(old)
-        expected = histogram.encode_with_quantiles(histogram.merge_into(histogram.decode(blob), delta))
-        got = histogram.merge_encode_samples(blob, delta)
-        if got is not None:
-            taken += 1
-            assert got == expected
-        got_new = histogram.merge_encode_samples(None, delta)
-        assert got_new in (None, histogram.encode_with_quantiles(delta))
-    assert taken > 400
-    # dense or run-encoded rows are left to the general path
-    assert histogram.merge_encode_samples(histogram.encode({400: 1000}), {400: 1}) is None
-    dense = histogram.encode(dict.fromkeys(range(100, 200), 5))
-    assert histogram.merge_encode_samples(dense, {150: 1}) is None
-    # zero or negative counts in the delta: the general path decides (drop or raise)
-    assert histogram.merge_encode_samples(histogram.encode({400: 1}), {401: 0, 402: 2}) is None
-    assert histogram.merge_encode_samples(None, {401: -1, 402: 2}) is None
-
-
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.lists(HISTS, max_size=5), max_size=8))
 def test_compact_equals_encode_of_the_decoded_sum(rows: list[list[dict[int, int]]]) -> None:

@@ -17,14 +17,12 @@ from .writes import mark_rollup_dirty, rollback_quietly
 
 __all__ = ["read_state", "replace_source_minutes", "write_state"]
 
-_QS = (0.5, 0.95, 0.99)
-
+# Like the middleware's minute rows: no p50/p95/p99 (NULL), readers take them from the histogram.
 _INSERT_MINUTE = """
 INSERT INTO metrics_aggregates_minute (
-    timestamp, series_id, request_count, error_count, latency_count, latency_sum, latency_min,
-    latency_max, latency_p50, latency_p95, latency_p99, histogram, session_count,
-    session_duration_sum, created_at, updated_at)
-VALUES (?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?, ?, ?, ?, ?, ?, ?)
+    timestamp, series_id, request_count, error_count, latency_count, latency_sum, histogram,
+    session_count, session_duration_sum, created_at, updated_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 _DELETE_MINUTES = (
     "DELETE FROM metrics_aggregates_minute WHERE timestamp = ? "
@@ -75,7 +73,6 @@ async def replace_source_minutes(
         for key, d in deltas.items():
             if key.source != source:
                 raise ValueError(f"series of source {key.source!r} in a {source!r} replace")
-            p50, p95, p99 = histogram.quantiles(d.histogram, _QS) if d.histogram else (None, None, None)
             rows.append(
                 (
                     key.minute,
@@ -84,9 +81,6 @@ async def replace_source_minutes(
                     d.error_count,
                     d.latency_count,
                     d.latency_sum,
-                    p50,
-                    p95,
-                    p99,
                     histogram.encode(d.histogram) if d.histogram else None,
                     d.session_count,
                     d.session_duration_sum,
