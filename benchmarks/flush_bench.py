@@ -1,12 +1,19 @@
 """Flush benchmark: 10k distinct series into a real SQLite file, and the event-loop stall it causes.
 
-Run: python benchmarks/flush_bench.py [--series 10000] [--rounds 3] [--dir /tmp]
+Run: python benchmarks/flush_bench.py [--series 10000] [--rounds 3] [--dir /tmp] [--compact-at-once]
+Rounds: an insert of 10k new series into one minute, --rounds updates of the same 10k rows (one
+flush a second for a minute is --rounds 60; each update appends one histogram segment per row),
+a next minute, then "later update" rounds: the same series updated in a minute that starts once
+the first minute is due for compaction, each flush also compacting its bounded share of the
+first minute's rows (store/compaction.py), until none is left. It prints the histogram bytes of
+the first minute's rows while open and after compaction; --compact-at-once first times
+compacting all of them in one transaction (the once-a-minute alternative).
 Prints per round: the write's wall time, the process CPU time and the event-loop thread's CPU
 time it cost (ms; CPU figures are less sensitive to other load on the machine), the worst
-lateness of a 1 ms asyncio ticker running beside it (ms), the ticker's p99 lateness, and
+lateness of a 1 ms asyncio ticker running beside it (ms), the ticker's p99 lateness,
 "loop-busy max": the most event-loop-thread CPU spent between two ticks (the share of a stall
-that our code on the loop causes, whatever else the machine runs). The "idle" row is the
-ticker with nothing flushing: the machine's own noise floor.
+that our code on the loop causes, whatever else the machine runs), and the rows compacted. The
+"idle" row is the ticker with nothing flushing: the machine's own noise floor.
 Targets (issue 3): <= 100 ms per 10k-series flush, <= 5 ms stall. Figures only; nothing is asserted.
 """
 
@@ -31,8 +38,7 @@ from mockforge_analytics_plugin.snapshot import (
     SeriesDelta,
     SeriesKey,
 )
-from mockforge_analytics_plugin.store import SQLiteStore
-from mockforge_analytics_plugin.store.migrations import discover_migrations
+from mockforge_analytics_plugin.store import SQLiteStore, compaction
 
 MINUTE = 1_700_000_040
 
@@ -97,7 +103,7 @@ async def ticker(stop: asyncio.Event, lateness: list[float], busy: list[float]) 
 
 
 async def one_round(
-    store: SQLiteStore, snapshot: RecorderSnapshot | None, cfg: AnalyticsConfig
+    store: SQLiteStore, snapshot: RecorderSnapshot | None, cfg: AnalyticsConfig, *, now: float
 ) -> dict[str, float]:
     """Flush one snapshot through a Flusher while the ticker runs; return the figures."""
     flusher = Flusher(OneShotRecorder(snapshot or RecorderSnapshot()), store, cfg)
@@ -109,7 +115,7 @@ async def one_round(
     baseline = len(lateness)
     cpu0, loop_cpu0 = time.process_time(), time.thread_time()
     started = time.perf_counter()
-    result = await flusher.flush_once(now=MINUTE + 30) if snapshot is not None else None
+    result = await flusher.flush_once(now=now) if snapshot is not None else None
     if snapshot is None:  # idle round: the ticker's lateness with nothing flushing (machine noise)
         await asyncio.sleep(0.2)
     wall = (time.perf_counter() - started) * 1000.0
@@ -126,6 +132,7 @@ async def one_round(
         "cpu_ms": cpu,
         "loop_cpu_ms": loop_cpu,
         "rows": float(result.total_rows if result else 0),
+        "compacted": float(result.compacted if result else 0),
         "stall_max_ms": max(during),
         "loop_busy_max_ms": max(busy[baseline:] or [0.0]),
         "stall_p99_ms": (
@@ -134,88 +141,31 @@ async def one_round(
     }
 
 
-def compare_merge(n_series: int, folder: str, repeats: int = 3) -> None:
-    """Update 10k stored rows both ways, synchronously: Python merge (read blobs, merge, write the
-    merged blob and percentiles) against a SQL function hist_add() merging inside the upsert."""
-    import sqlite3
-
-    from mockforge_analytics_plugin.store import writes
-
-    path = Path(folder) / "merge.db"
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("PRAGMA synchronous = NORMAL")
-    for m in discover_migrations():
-        conn.executescript(m.sql)
-    snap = make_snapshot(n_series, MINUTE, seed=0)
-    items = list(snap.series.items())
-    ids = list(range(1, len(items) + 1))
-    conn.executemany(
-        "INSERT INTO series VALUES (?, 'm', 'i', 'http', 'GET', ?, 200, '', '', '', 0)",
-        [(i, f"/x{i}") for i in ids],
+async def blob_sizes(store: SQLiteStore, minute: int) -> str:
+    """Mean and max histogram bytes of one minute's rows."""
+    rows = await store.reader.execute_fetchall(
+        "SELECT avg(length(histogram)), max(length(histogram)), count(*) FROM metrics_aggregates_minute "
+        "WHERE timestamp = ?",
+        (minute,),
     )
-    conn.executemany(writes._UPSERT_MINUTE, writes._minute_rows(items, ids, {}, 1))
-
-    def hist_add(a: bytes | None, b: bytes | None) -> bytes | None:
-        if not a or not b:
-            return a or b
-        return histogram.encode(histogram.merge_into(histogram.decode(a), b))
-
-    def hist_q(blob: bytes | None, q: float) -> float | None:
-        return histogram.quantile(histogram.decode(blob), q) if blob else None
-
-    conn.create_function("hist_add", 2, hist_add, deterministic=True)
-    conn.create_function("hist_q", 2, hist_q, deterministic=True)
-    sql_merge = writes._UPSERT_MINUTE.replace(
-        "histogram = COALESCE(excluded.histogram, histogram)",
-        "histogram = hist_add(histogram, excluded.histogram)",
-    )
-    for q, col in ((0.5, "latency_p50"), (0.95, "latency_p95"), (0.99, "latency_p99")):
-        sql_merge = sql_merge.replace(
-            f"{col} = COALESCE(excluded.{col}, {col})",
-            f"{col} = hist_q(hist_add(histogram, excluded.histogram), {q})",
-        )
-    plain = [(k.minute, i, *_delta_params(d)) for (k, d), i in zip(items, ids, strict=True)]
-
-    def python_merge() -> None:
-        conn.execute("BEGIN IMMEDIATE")
-        existing: dict[tuple[int, int], bytes] = {}
-        for start in range(0, len(ids), 900):
-            chunk = ids[start : start + 900]
-            q = ", ".join("?" * len(chunk))
-            for sid, blob in conn.execute(
-                f"SELECT series_id, histogram FROM metrics_aggregates_minute WHERE timestamp = ? "
-                f"AND series_id IN ({q})",
-                (MINUTE, *chunk),
-            ):
-                existing[(MINUTE, sid)] = blob
-        conn.executemany(writes._UPSERT_MINUTE, writes._minute_rows(items, ids, existing, 2))
-        conn.execute("COMMIT")
-
-    def sql_function_merge() -> None:
-        conn.execute("BEGIN IMMEDIATE")
-        conn.executemany(sql_merge, plain)
-        conn.execute("COMMIT")
-
-    best = {"python merge": 1e9, "sql hist_add()": 1e9}
-    for _ in range(repeats):
-        for label, fn in (("python merge", python_merge), ("sql hist_add()", sql_function_merge)):
-            started = time.perf_counter()
-            fn()
-            best[label] = min(best[label], (time.perf_counter() - started) * 1000.0)
-    conn.close()
-    for label, ms in best.items():
-        print(f"update of {n_series} rows, histogram merged by {label:<16} best of {repeats}: {ms:.1f} ms")
+    mean, top, n = next(iter(rows))
+    return f"{n} rows, histogram bytes mean {mean or 0:.0f}, max {top or 0}"
 
 
-def _delta_params(d: SeriesDelta) -> tuple:
-    """Upsert parameters after (timestamp, series_id) with the raw delta histogram and no percentiles."""
-    return (
-        d.request_count, d.error_count, d.latency_count, d.latency_sum, d.latency_min, d.latency_max,
-        None, None, None, d.ttfb_sum, histogram.encode(d.histogram), d.bytes_sent, d.bytes_received,
-        d.injected_latency_sum, d.fault_count, d.session_count, d.session_duration_sum,
-        d.active_connections, 1, 2,
-    )  # fmt: skip
+async def compact_all_at_once(store: SQLiteStore, minute: int) -> str:
+    """Compact every due row of the log in one transaction (the once-a-minute alternative)."""
+    db = store.writer
+    due = compaction.append_log(db).pending(minute + 60 + compaction.GRACE_SECONDS)
+    cpu0, loop0, wall0 = time.process_time(), time.thread_time(), time.perf_counter()
+    await db.execute("BEGIN IMMEDIATE")
+    done = await compaction.compact_closed_minutes(db, minute + 60 + compaction.GRACE_SECONDS, budget=due)
+    await db.execute("COMMIT")
+    compaction.append_log(db).forget(done)
+    wall = (time.perf_counter() - wall0) * 1000.0
+    cpu = (time.process_time() - cpu0) * 1000.0
+    loop = (time.thread_time() - loop0) * 1000.0
+    rows = sum(map(len, done.values()))
+    return f"{rows} rows in one transaction: wall {wall:.1f} ms, cpu {cpu:.1f} ms, loop cpu {loop:.1f} ms"
 
 
 async def main() -> None:
@@ -224,7 +174,11 @@ async def main() -> None:
     parser.add_argument("--series", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=3, help="update rounds after the first insert")
     parser.add_argument("--dir", default=None, help="folder for the database file (default: a temp dir)")
-    parser.add_argument("--compare-merge", action="store_true", help="also time Python vs SQL-function merge")
+    parser.add_argument(
+        "--compact-at-once",
+        action="store_true",
+        help="compact the updated minute in one transaction instead of a bounded number per flush",
+    )
     args = parser.parse_args()
     cfg = AnalyticsConfig()
     with tempfile.TemporaryDirectory(dir=args.dir) as folder:
@@ -233,7 +187,7 @@ async def main() -> None:
             print(f"flush of {args.series} distinct series (one minute), batch_size={cfg.batch_size}")
             print(
                 f"{'round':<28}{'rows':>7}{'wall ms':>9}{'cpu ms':>8}{'loop cpu ms':>12}"
-                f"{'stall max ms':>13}{'stall p99 ms':>13}{'loop-busy max':>14}"
+                f"{'stall max ms':>13}{'stall p99 ms':>13}{'loop-busy max':>14}{'compacted':>10}"
             )
             labels = ["idle (no flush)", "insert (new series)"]
             labels += [f"update {i} (same rows)" for i in range(1, args.rounds + 1)]
@@ -241,16 +195,32 @@ async def main() -> None:
             for i, label in enumerate(labels):
                 minute = MINUTE + 60 if label.startswith("next") else MINUTE
                 snap = None if label.startswith("idle") else make_snapshot(args.series, minute, seed=i)
-                fig = await one_round(store, snap, cfg)
-                print(
-                    f"{label:<28}{int(fig['rows']):>7}{fig['wall_ms']:>9.1f}{fig['cpu_ms']:>8.1f}"
-                    f"{fig['loop_cpu_ms']:>12.1f}{fig['stall_max_ms']:>13.2f}{fig['stall_p99_ms']:>13.2f}"
-                    f"{fig['loop_busy_max_ms']:>14.2f}"
-                )
+                print_round(label, await one_round(store, snap, cfg, now=MINUTE + 30))
+            print(f"open minute after {args.rounds} updates: {await blob_sizes(store, MINUTE)}")
+            if args.compact_at_once:
+                print(f"compaction, all at once: {await compact_all_at_once(store, MINUTE)}")
+            # A later minute, updated every second like the first one, once the first minute is
+            # due: each flush also compacts a bounded share of its rows.
+            later = MINUTE + 60 + compaction.GRACE_SECONDS
+            log = compaction.append_log(store.writer)
+            k = 0
+            while k == 0 or log.pending(later + k):
+                snap = make_snapshot(args.series, later // 60 * 60, seed=1000 + k)
+                fig = await one_round(store, snap, cfg, now=later + k)
+                print_round(f"later update {k + 1} (compacts)", fig)
+                k += 1
+            print(f"closed minute after compaction: {await blob_sizes(store, MINUTE)}")
         finally:
             await store.close()
-        if args.compare_merge:
-            compare_merge(args.series, folder)
+
+
+def print_round(label: str, fig: dict[str, float]) -> None:
+    """One table row."""
+    print(
+        f"{label:<28}{int(fig['rows']):>7}{fig['wall_ms']:>9.1f}{fig['cpu_ms']:>8.1f}"
+        f"{fig['loop_cpu_ms']:>12.1f}{fig['stall_max_ms']:>13.2f}{fig['stall_p99_ms']:>13.2f}"
+        f"{fig['loop_busy_max_ms']:>14.2f}{int(fig['compacted']):>10}"
+    )
 
 
 if __name__ == "__main__":
