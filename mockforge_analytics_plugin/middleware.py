@@ -118,9 +118,8 @@ class CaptureMiddleware:
         self._builder = RequestBuilder(config)
         # The in-flight gauge is updated here in place (two method calls less per request); a
         # recorder stand-in without one gets a private gauge.
-        self._gauge: dict[str, int] = getattr(recorder, "in_flight_gauge", None)
-        if self._gauge is None:
-            self._gauge = {}
+        gauge = getattr(recorder, "in_flight_gauge", None)
+        self._gauge: dict[str, int] = gauge if gauge is not None else {}
 
     def _excluded(self, path: str) -> bool:
         """Whether a path is the mount, under it, or matches exclude_paths (cached verdict)."""
