@@ -29,9 +29,10 @@ MAX_METHOD_CHARS = 16
 MAX_TEST_RUN_CHARS = 128
 MAX_HEADER_ID_CHARS = 128  # request ids
 MAX_ERROR_MESSAGE_CHARS = 512
-# What the middleware queues per request, in order (a tuple: the first item builds it).
+# What the middleware queues per request, in order (a tuple: the first item, a RequestBuilder's
+# bound build method, builds it).
 RAW_FIELDS = (
-    "builder", "timestamp", "protocol", "path", "outer_root_path", "status_code", "duration_ms",
+    "build", "timestamp", "protocol", "path", "outer_root_path", "status_code", "duration_ms",
     "ttfb_ms", "bytes_sent", "bytes_received", "body_read", "error_type", "error_message",
     "in_flight", "headers", "client", "mockforge", "route", "root_path", "method",
 )  # fmt: skip
@@ -86,7 +87,7 @@ class RequestBuilder:
         self._header_slots = slots
         self._trusted = TrustedProxies(config.trusted_proxies)
 
-    def __call__(self, raw: tuple[Any, ...]) -> tuple[Any, ...]:
+    def build(self, raw: tuple[Any, ...]) -> tuple[Any, ...]:
         """CapturedRequest fields, in order, of a request queued as ``raw`` (see RAW_FIELDS)."""
         (
             _, ts, protocol, path, outer_root, status, duration_ms, ttfb_ms, sent, received,
