@@ -1,7 +1,8 @@
 """The retention task: per-table age limits every retention.cleanup_interval_hours, then vacuum.
 
 Between those runs it applies the histogram horizons every hour (store/horizons.py), so minute
-rows hold histograms for minute_histograms_days plus at most an hour, not plus a cleanup interval.
+rows hold histograms for minute_histograms_days plus at most an hour, not plus a cleanup interval,
+and re-packs the minute rows of the hours closed since.
 """
 
 from __future__ import annotations
@@ -28,9 +29,10 @@ HORIZON_INTERVAL_SECONDS = 3600.0  # histogram horizons move by whole hours
 class RetentionReport(dict[str, int]):
     """{table: rows deleted} (plus 'series' orphans); `slimmed` is {table: rows slimmed}."""
 
-    def __init__(self, deleted: dict[str, int], slimmed: dict[str, int]) -> None:
+    def __init__(self, deleted: dict[str, int], slimmed: dict[str, int], repacked: int = 0) -> None:
         super().__init__(deleted)
         self.slimmed = dict(slimmed)
+        self.repacked = repacked  # minute rows of closed hours re-packed onto full pages
 
 
 class Retention:
@@ -57,6 +59,7 @@ class Retention:
         self.last_error: str | None = None
         self.last_result: RetentionReport | None = None
         self.last_slimmed: dict[str, int] | None = None
+        self.last_repacked = 0
         self._lock = asyncio.Lock()  # POST /retention/run and the loop never overlap
 
     async def retention_once(self, now: float | None = None) -> RetentionReport:
@@ -71,7 +74,7 @@ class Retention:
                         invalidate_series_cache(self.store.writer)
                 slimmed = await self._slim(db, stamp)
             self.runs += 1
-            self.last_result = RetentionReport(deleted, slimmed)
+            self.last_result = RetentionReport(deleted, slimmed, self.last_repacked)
             return self.last_result
 
     async def horizons_once(self, now: float | None = None) -> dict[str, int]:
@@ -84,14 +87,17 @@ class Retention:
             return slimmed
 
     async def _slim(self, db: Any, now: float) -> dict[str, int]:
-        # One slice per write-lock hold: the flush waits for one hour (day) of rows at most.
-        slimmed = await horizons.apply_histogram_horizons(
-            db, self.config.retention, now, guard=lambda: writing(self.store)
-        )
-        if any(slimmed.values()):
+
+        def guard() -> Any:  # each slice takes the write lock anew: the flush waits for one at most
+            return writing(self.store)
+
+        slimmed = await horizons.apply_histogram_horizons(db, self.config.retention, now, guard=guard)
+        repacked = await horizons.repack_closed_minutes(db, now, guard=guard)
+        if any(slimmed.values()) or repacked:
             async with writing(self.store):
                 await store_retention.incremental_vacuum(db)
         self.last_slimmed = slimmed
+        self.last_repacked = repacked
         return slimmed
 
     async def reset(self) -> dict[str, int]:
@@ -145,4 +151,5 @@ class Retention:
             "last_error": self.last_error,
             "last_deleted": None if self.last_result is None else dict(self.last_result),
             "last_slimmed": self.last_slimmed,
+            "last_repacked": self.last_repacked,
         }

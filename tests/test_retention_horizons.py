@@ -11,15 +11,14 @@ from support.rollup_data import Traffic, dump, key, lognormal_traffic, write
 
 from mockforge_analytics_plugin.config import AnalyticsConfig, RetentionConfig
 from mockforge_analytics_plugin.retention import Retention
-from mockforge_analytics_plugin.store.horizons import SLIM_COLUMNS
+from mockforge_analytics_plugin.store.horizons import SLIM_COLUMNS, SLIM_MINUTES
 from mockforge_analytics_plugin.store.queries import read_markers
 
 
 async def _kept(db, table: str) -> list[tuple]:
-    """Every column but the slimmed ones, per row (counters, min/max, timestamps)."""
-    cols = [
-        r[1] for r in await db.execute_fetchall(f"PRAGMA table_info({table})") if r[1] not in SLIM_COLUMNS
-    ]
+    """Every column a slim row keeps, per row (counters, min/max; the hour's write times too)."""
+    dropped = (*SLIM_COLUMNS, *(SLIM_MINUTES.zeroed if table == SLIM_MINUTES.table else ()))
+    cols = [r[1] for r in await db.execute_fetchall(f"PRAGMA table_info({table})") if r[1] not in dropped]
     return await db.execute_fetchall(f"SELECT {', '.join(cols)} FROM {table} ORDER BY timestamp, series_id")
 
 
@@ -51,6 +50,10 @@ async def test_slimming_drops_histograms_past_the_horizons_and_keeps_every_count
         assert task.status()["last_slimmed"] == result.slimmed
         assert {t: await _kept(db, t) for t in TABLES} == before  # counters identical
         assert await heavy(db, TABLES[0], f"timestamp < {MINUTE_FROM}") == 0
+        times = await db.execute_fetchall(
+            f"SELECT DISTINCT created_at, updated_at FROM {TABLES[0]} WHERE timestamp < {MINUTE_FROM}"
+        )
+        assert times == [(0, 0)]  # the flush's write times: nothing reads them, 0 takes no bytes
         assert await heavy(db, TABLES[1], f"timestamp < {HOUR_FROM}") == 0
         # Newer rows keep their histograms; day rows always do.
         assert await heavy(db, TABLES[0], f"timestamp >= {MINUTE_FROM}") == newer[TABLES[0]]
@@ -144,5 +147,42 @@ async def test_retention_run_route_reports_rows_slimmed(tmp_path):
             data = (await client.post("/analytics/api/retention/run")).json()["data"]
         assert data["slimmed"][TABLES[0]] > 0 and data["slimmed"][TABLES[1]] > 0
         assert data["total"] == sum(data["deleted"].values())  # slimmed rows are not deleted rows
+    finally:
+        await store.close()
+
+
+async def test_closed_hours_are_repacked_once_with_every_column_unchanged(tmp_path):
+    from support.rollup_data import open_store
+
+    from mockforge_analytics_plugin.rollup import Rollup
+    from mockforge_analytics_plugin.store.horizons import MINUTE_PACKED_FROM, REPACK_DELAY_SECONDS
+
+    store = await open_store(tmp_path / "p.db")
+    db = store.writer
+    try:
+        traffic = lognormal_traffic(6000, T0, 2 * DAY)
+        for _ in range(4):  # every row written four times, growing as the flush's rows do
+            await write(db, traffic, T0)
+        now = T0 + 2 * DAY + REPACK_DELAY_SECONDS - 60  # the last hour ended less than the delay ago
+        far = AnalyticsConfig(retention=RetentionConfig(minute_histograms_days=7, hour_histograms_days=7))
+        await Rollup(store, far, clock=lambda: now).rollup_once(now)
+        rows = await db.execute_fetchall(f"SELECT * FROM {TABLES[0]} ORDER BY timestamp, series_id")
+        pages = await _pages(db, TABLES[0])
+
+        task = Retention(store, far, clock=lambda: now)
+        assert await task.horizons_once() == dict.fromkeys(TABLES[:2], 0)  # nothing past a horizon
+        last_hour = await db.execute_fetchall(
+            f"SELECT COUNT(*) FROM {TABLES[0]} WHERE timestamp >= {T0 + 2 * DAY - HOUR}"
+        )
+        assert task.last_repacked == len(rows) - last_hour[0][0]  # every closed hour but the last
+        assert await db.execute_fetchall(f"SELECT * FROM {TABLES[0]} ORDER BY timestamp, series_id") == rows
+        after = await _pages(db, TABLES[0])
+        assert after[0] < pages[0] and after[1] < pages[1]
+        state = await db.execute_fetchall(
+            "SELECT value FROM analytics_state WHERE key = ?", (MINUTE_PACKED_FROM,)
+        )
+        assert state == [(str(T0 + 2 * DAY - HOUR),)]
+        await task.horizons_once()
+        assert task.last_repacked == 0
     finally:
         await store.close()
