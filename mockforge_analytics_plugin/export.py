@@ -19,7 +19,7 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import aiosqlite
 from starlette.requests import Request
@@ -29,6 +29,7 @@ from starlette.routing import BaseRoute, Route
 from . import query
 from .envelope import api_endpoint, fail, now_of
 from .histogram import merge_into, quantiles
+from .histogram_numpy import quantiles_many
 from .params import COMMON_PARAMS, FILTER_PARAMS, ParamError, QueryParams, parse_params
 from .store.queries import COUNTER_COLUMNS, TIER_TABLES, Markers, iter_rows, read_markers, series_lookup
 from .store.queries_export import (
@@ -123,7 +124,10 @@ async def _metric_records(
 
     async for tier, rows in iter_rows(conn, p, markers):
         direct = TIER_TABLES[tier][1] == step  # one stored row per bucket and series
-        out: list[tuple[Any, ...]] = []
+        out: list[tuple[Any, ...] | None] = []
+        # Rows read as stored whose percentiles come from their histogram (minute rows store
+        # none): computed for the whole chunk at once, then put in their places.
+        todo: list[tuple[int, int, tuple[Any, ...]]] = []
         for row in rows:
             bucket = row[0] // step * step
             if pending and bucket != pending_bucket:
@@ -132,10 +136,11 @@ async def _metric_records(
             if direct and not pending:
                 values = row[2 : 2 + n]
                 lo, hi = row[2 + n], row[3 + n]
-                pcts = list(row[4 + n : 7 + n])
-                if pcts[0] is None and row[7 + n]:
-                    pcts = quantiles(merge_into({}, row[7 + n]), query.QUANTILES)
-                out.append(_metric_row(bucket, dims.get(row[1]), values, lo, hi, pcts))
+                if row[4 + n] is None and row[7 + n]:
+                    todo.append((len(out), bucket, row))
+                    out.append(None)
+                    continue
+                out.append(_metric_row(bucket, dims.get(row[1]), values, lo, hi, row[4 + n : 7 + n]))
                 continue
             pending_bucket = bucket
             e = pending.get(row[1])
@@ -149,8 +154,12 @@ async def _metric_records(
             if hi is not None and (e[n + 1] is None or hi > e[n + 1]):
                 e[n + 1] = hi
             merge_into(e[n + 2], row[7 + n])
+        if todo:
+            pcts_of = quantiles_many([row[7 + n] for _, _, row in todo], query.QUANTILES)
+            for (at, bucket, row), pcts in zip(todo, pcts_of, strict=True):
+                out[at] = _metric_row(bucket, dims.get(row[1]), row[2 : 2 + n], row[2 + n], row[3 + n], pcts)
         if out:
-            yield out
+            yield cast(list[tuple[Any, ...]], out)
     if pending:
         yield finish(pending_bucket, pending)  # type: ignore[arg-type]
 

@@ -14,7 +14,20 @@ from collections.abc import Mapping, Sequence
 from itertools import chain
 from typing import Any, cast
 
-from .histogram import _MAX_GAP, _MAX_INDEX, _MAX_N, _WIDTHS, PAIRS, RUN, SAMPLES, decode, encode
+from .histogram import (
+    _BUCKET_VALUES,
+    _MAX_GAP,
+    _MAX_INDEX,
+    _MAX_N,
+    _WIDTHS,
+    PAIRS,
+    RUN,
+    SAMPLES,
+    bucket_value,
+    decode,
+    encode,
+    quantiles,
+)
 
 np: Any
 try:
@@ -22,7 +35,7 @@ try:
 except ImportError:  # pragma: no cover - numpy is a dependency; the writers still work without
     np = None
 
-__all__ = ["arrays", "compact", "encode_all", "encode_many"]
+__all__ = ["arrays", "compact", "encode_all", "encode_many", "quantiles_many"]
 
 
 def arrays(blobs: Sequence[bytes | None]) -> tuple[Any, Any, Any]:
@@ -122,6 +135,7 @@ def _step_table() -> Any:
 
 
 _STEP = _step_table() if np is not None else None
+_VALUES = np.asarray(_BUCKET_VALUES, dtype=np.float64) if np is not None else None
 _DENSE_KEYS = 1 << 22  # (histograms x bucket span) cells summed with one bincount (32 MB of float64)
 
 
@@ -214,6 +228,69 @@ def encode_all(hists: Sequence[Mapping[int, int]]) -> list[bytes]:
     return encode_many(np.repeat(np.arange(len(hists), dtype=np.int64), lens), index, count, len(hists))
 
 
+def _summed(owner: Any, index: Any, count: Any, size: int) -> tuple[Any, Any, Any]:
+    """Sum repeated (owner, index) entries: (owner, index, count) sorted by owner then index,
+    zero counts dropped. One bincount over a dense key space when it is small (a minute's
+    buckets span a few hundred), else a sort."""
+    i64 = np.int64
+    lo = int(index.min()) if len(index) else 0
+    span = int(index.max()) - lo + 1 if len(index) else 1
+    if len(count) and size * span <= _DENSE_KEYS and int(count.max()) < 2**32 and len(count) < 2**20:
+        # float64 weights are exact here: every sum stays below 2**52.
+        dense = np.bincount(owner * span + (index - lo), weights=count, minlength=size * span)
+        key = np.flatnonzero(dense)
+        return key // span, key % span + lo, dense[key].astype(i64)
+    key = owner * (_MAX_INDEX + 1) + index
+    order = np.argsort(key, kind="stable")
+    key = key[order]
+    if not len(key):
+        return key, key, count[:0]
+    first = np.flatnonzero(np.concatenate(([True], key[1:] != key[:-1])))
+    summed = np.add.reduceat(count[order], first)
+    key = key[first]
+    nonzero = summed > 0
+    key, summed = key[nonzero], summed[nonzero]
+    return key // (_MAX_INDEX + 1), key % (_MAX_INDEX + 1), summed
+
+
+def quantiles_many(blobs: Sequence[bytes | None], qs: Sequence[float]) -> list[list[float | None]]:
+    """``[histogram.quantiles(decode(b), qs) for b in blobs]``, vectorised (same rank rule,
+    same floats): what an export of minute rows (which store no percentiles) computes per row."""
+    if np is None:
+        return [quantiles(decode(b), qs) for b in blobs]
+    for q in qs:
+        if not 0.0 <= q <= 1.0:
+            raise ValueError(f"quantile must be within [0, 1], got {q}")
+    size = len(blobs)
+    owner, index, count = arrays(blobs)
+    e_owner, e_index, summed = _summed(owner, index, count, size)
+    if not len(summed):
+        return [[None] * len(qs) for _ in range(size)]
+    cum = np.cumsum(summed)
+    first = np.searchsorted(e_owner, np.arange(size), side="left")
+    last = np.searchsorted(e_owner, np.arange(size), side="right") - 1  # each owner's last entry
+    owners = np.flatnonzero(last >= first)
+    first, last = first[owners], last[owners]
+    before = np.where(first > 0, cum[np.maximum(first - 1, 0)], 0)
+    total = cum[last] - before
+    values = np.empty((len(owners), len(qs)), dtype=np.float64)
+    for k, q in enumerate(qs):
+        # The first bucket whose running count exceeds q * (total - 1): for an integer running
+        # count that is "exceeds floor(q * (total - 1))", found in exact integer arithmetic.
+        rank = np.floor(q * (total - 1).astype(np.float64)).astype(np.int64)
+        bucket = e_index[np.minimum(np.searchsorted(cum, before + rank, side="right"), last)]
+        values[:, k] = _VALUES[np.minimum(bucket, len(_VALUES) - 1)]
+        for row in np.flatnonzero(bucket >= len(_VALUES)).tolist():  # past the table: rare
+            values[row, k] = bucket_value(int(bucket[row]))
+    rows: list[list[float | None]] = values.tolist()
+    if len(owners) == size:
+        return rows
+    out: list[list[float | None]] = [[None] * len(qs) for _ in range(size)]
+    for o, row in zip(owners.tolist(), rows, strict=True):
+        out[o] = row
+    return out
+
+
 def encode_many(owner: Any, index: Any, count: Any, size: int) -> list[bytes]:
     """Encode ``size`` histograms given as (owner, bucket index, count) entries, like
     :func:`histogram.encode` of each owner's summed counts (b"" for an owner with none).
@@ -230,38 +307,15 @@ def encode_many(owner: Any, index: Any, count: Any, size: int) -> list[bytes]:
         raise ValueError("bucket index out of range")
     if len(count) and int(count.min()) < 0:
         raise ValueError("negative histogram count")
-    # Sum repeated (owner, index) entries into (owner, index)-sorted arrays: one bincount over a
-    # dense key space when it is small (a minute's buckets span a few hundred), else a sort.
-    lo = int(index.min()) if len(index) else 0
-    span = int(index.max()) - lo + 1 if len(index) else 1
-    if len(count) and size * span <= _DENSE_KEYS and int(count.max()) < 2**32 and len(count) < 2**20:
-        # float64 weights are exact here: every sum stays below 2**52.
-        dense = np.bincount(owner * span + (index - lo), weights=count, minlength=size * span)
-        key = np.flatnonzero(dense)
-        summed = dense[key].astype(i64)
-        e_owner, e_index = key // span, key % span + lo
-    else:
-        key = owner * (_MAX_INDEX + 1) + index
-        order = np.argsort(key, kind="stable")
-        key = key[order]
-        if len(key):
-            first = np.flatnonzero(np.concatenate(([True], key[1:] != key[:-1])))
-            summed = np.add.reduceat(count[order], first)
-            key = key[first]
-            nonzero = summed > 0
-            key, summed = key[nonzero], summed[nonzero]
-        else:
-            summed = count[:0]
-        e_owner = key // (_MAX_INDEX + 1)
-        e_index = key % (_MAX_INDEX + 1)
+    e_owner, e_index, summed = _summed(owner, index, count, size)
     out = [b""] * size
-    if not len(key):
+    if not len(summed):
         return out
     # Clusters: a new one where the owner changes or the gap is over 255.
-    new = np.ones(len(key), dtype=bool)
+    new = np.ones(len(summed), dtype=bool)
     new[1:] = (e_owner[1:] != e_owner[:-1]) | (e_index[1:] - e_index[:-1] > _MAX_GAP)
     c_first = np.flatnonzero(new)
-    c_n = np.diff(np.append(c_first, len(key)))
+    c_n = np.diff(np.append(c_first, len(summed)))
     c_owner = e_owner[c_first]
     c_base = e_index[c_first]
     c_span = e_index[c_first + c_n - 1] - c_base + 1
@@ -302,7 +356,7 @@ def encode_many(owner: Any, index: Any, count: Any, size: int) -> list[bytes]:
     body = c_at + c_head
     # Each entry's cluster and its place within it.
     e_cluster = np.repeat(np.arange(len(c_first), dtype=i64), c_n)
-    e_local = np.arange(len(key), dtype=i64) - np.repeat(c_first, c_n)
+    e_local = np.arange(len(summed), dtype=i64) - np.repeat(c_first, c_n)
     e_kind = c_kind[e_cluster]
     e_prev = np.where(e_local > 0, np.roll(e_index, 1), e_index)  # the first delta of a cluster is 0
     # SAMPLES: one delta byte per observation (the repeats of a bucket are deltas of 0).

@@ -41,9 +41,9 @@ def fill(path) -> None:
         db.execute(
             "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < ?)"
             " INSERT INTO metrics_aggregates_minute (timestamp, series_id, request_count, error_count,"
-            " latency_count, latency_sum, latency_min, latency_max, latency_p50, latency_p95, latency_p99,"
-            " histogram, created_at, updated_at)"
-            " SELECT ? + n.i * 60, s.series_id, 9, 1, 9, 90.0, 1.0, 30.0, 5.0, 20.0, 30.0, ?, 0, 0"
+            " latency_count, latency_sum, latency_min, latency_max, histogram, created_at, updated_at)"
+            # No latency_p50/p95/p99: minute rows store none, the export computes them.
+            " SELECT ? + n.i * 60, s.series_id, 9, 1, 9, 90.0, 1.0, 30.0, ?, 0, 0"
             " FROM n CROSS JOIN series AS s",
             (MINUTES - 1, DAY0, blob),
         )

@@ -177,3 +177,26 @@ def test_arrays_of_many_segment_blobs() -> None:
     for bad in (good + b"\x13", good + histogram.encode({400: 300})[:-1], good + b"\x03\x00\x00"):
         with pytest.raises(ValueError):
             histogram.arrays([good, bad])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.lists(
+            st.dictionaries(
+                st.integers(0, 30_000), st.one_of(st.integers(0, 3), st.integers(1, 2**40)), max_size=40
+            ),
+            max_size=3,
+        ),
+        max_size=8,
+    ),
+    st.lists(st.floats(0.0, 1.0), min_size=1, max_size=4),
+)
+def test_quantiles_many_equals_quantiles(rows: list[list[dict[int, int]]], qs: list[float]) -> None:
+    """The export's vectorised per-row percentiles: the same floats as histogram.quantiles."""
+    pytest.importorskip("numpy")
+    from mockforge_analytics_plugin.histogram_numpy import quantiles_many
+
+    blobs = [b"".join(histogram.encode(h) for h in row) or None for row in rows]
+    qs = [*qs, 0.5, 0.95, 0.99, 0.0, 1.0]
+    assert quantiles_many(blobs, qs) == [histogram.quantiles(histogram.decode(b), qs) for b in blobs]
