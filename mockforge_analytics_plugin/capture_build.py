@@ -121,12 +121,10 @@ class RequestBuilder:
             received = int(content_length)  # the body arrived even though the app never read it
         peer = client[0] if client else ""
         if client_header is None and forwarded is None and type(peer) is str:
-            client_id = peer[:MAX_CLIENT_ID_CHARS]
+            client_id = peer if len(peer) <= MAX_CLIENT_ID_CHARS else peer[:MAX_CLIENT_ID_CHARS]
         else:
             client_id = resolve_client_id(str(peer), client_header, forwarded, self._trusted)
 
-        template = None
-        workspace, environment, route_id, injected, fault = "default", "dev", "", 0.0, False
         if mf:
             try:  # the host's scope contract (example_host/hookspecs.py) guarantees these keys
                 template = mf["route_template"]
@@ -148,17 +146,24 @@ class RequestBuilder:
                 environment = str(environment)
             if type(route_id) is not str:
                 route_id = str(route_id)
+            if len(route_id) > MAX_PATH_CHARS:
+                route_id = route_id[:MAX_PATH_CHARS]
             if type(injected) is not float:
                 injected = float(injected)
+        else:
+            template = None
+            workspace, environment, route_id, injected, fault = "default", "dev", "", 0.0, False
+        # Lengths are compared before slicing: most values are short, and a slice costs more.
         if template and type(template) is str:
-            endpoint = template[:MAX_PATH_CHARS]
+            endpoint = template if len(template) <= MAX_PATH_CHARS else template[:MAX_PATH_CHARS]
         else:
             endpoint = _endpoint(route, root, path, outer_root)
+        if len(path) > MAX_PATH_CHARS:
+            path = path[:MAX_PATH_CHARS]
         if len(method) > MAX_METHOD_CHARS:
             method = method[:MAX_METHOD_CHARS]
         return (
-            ts, protocol, method, endpoint, path[:MAX_PATH_CHARS], status, duration_ms, ttfb_ms,
-            sent, received, client_id, user_agent, workspace, environment, test_run,
-            route_id[:MAX_PATH_CHARS], injected, fault, trace_id, span_id, error_type, error_message,
-            request_id, in_flight,
+            ts, protocol, method, endpoint, path, status, duration_ms, ttfb_ms, sent, received,
+            client_id, user_agent, workspace, environment, test_run, route_id, injected, fault,
+            trace_id, span_id, error_type, error_message, request_id, in_flight,
         )  # fmt: skip
