@@ -461,3 +461,24 @@ async def test_in_flight_gauge_is_the_recorders_while_requests_run() -> None:
     assert seen == [{"http": 1}, {"http": 1, "graphql": 1}]
     assert recorder.in_flight() == {"http": 0, "graphql": 0}
     assert [r.status_code for r in reversed(recorder.recent())] == [200, 200]
+
+
+async def test_long_host_template_route_id_and_peer_are_capped() -> None:
+    long_template = "/t/" + "x" * 400
+    app = Starlette(routes=[Route("/long", lambda r: _tag(r, long_template))])
+    cfg = AnalyticsConfig()
+    rec = Captured(cfg)
+    app.add_middleware(CaptureMiddleware, recorder=rec, config=cfg, mount_path="/analytics")  # type: ignore[arg-type]
+    async with client(app, peer="p" * 300) as c:
+        await c.get("/long")
+    (x,) = rec.items
+    assert x.endpoint == long_template[:256] and x.mock_route_id == ("GET " + long_template)[:256]
+    assert x.client_id == "p" * 256
+
+
+def _tag(request: Request, template: str) -> Response:
+    request.scope["mockforge"] = {
+        "matched": True, "route_template": template, "route_id": "GET " + template,
+        "workspace": "default", "environment": "dev", "injected_latency_ms": 0.0, "fault_injected": False,
+    }  # fmt: skip
+    return PlainTextResponse("ok")
