@@ -314,6 +314,8 @@ async def latency_series(
             c = sums.get(key)
             wide = pct_bucket(b)
             q = pcts.get((wide, value) if dim else (wide,)) or (None, None, None)
+            if wide != b and not (c and c.latency_count):
+                q = (None, None, None)  # a widened percentile describes a bucket's traffic: none here
             data.append(
                 {
                     "timestamp": b,

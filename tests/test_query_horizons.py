@@ -60,6 +60,8 @@ async def test_overview_widens_an_old_ragged_edge_to_its_hour(api):
     for q, level in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99)):
         assert d[f"{q}_latency_ms"] == ms(wide[q])
         assert within_one_percent(d[f"{q}_latency_ms"], wide["raw"], level)
+    # Slim rows keep no min or max either: those widen like the percentiles.
+    assert (d["min_latency_ms"], d["max_latency_ms"]) == (ms(wide["min"]), ms(wide["max"]))
     assert body["meta"] == resolution(DAY0 + 30 * HOUR, DAY0 + 31 * HOUR, 3600)
 
 
@@ -79,7 +81,12 @@ async def test_minute_buckets_past_both_horizons_show_their_day(api):
     for point in body["data"]:
         minute = expected(EVENTS, point["timestamp"], point["timestamp"] + 60)
         assert point["count"] == minute["latency_count"]  # counters stay per minute
+        if not minute["latency_count"]:  # a minute without traffic shows no latency at all
+            assert (point["avg"], point["p95"], point["min"]) == (None, None, None)
+            continue
+        assert point["avg"] == pytest.approx(minute["avg"], abs=1e-3)
         assert (point["p50"], point["p95"], point["p99"]) == (ms(day["p50"]), ms(day["p95"]), ms(day["p99"]))
+        assert (point["min"], point["max"]) == (ms(day["min"]), ms(day["max"]))
 
 
 async def test_hour_buckets_past_the_hour_horizon_show_their_day(api):
@@ -90,6 +97,7 @@ async def test_hour_buckets_past_the_hour_horizon_show_their_day(api):
     for point in body["data"]:
         ts = point["timestamp"]
         own = day if ts < HOUR_FROM else expected(EVENTS, ts, ts + HOUR)
+        assert (point["min"], point["max"]) == (ms(own["min"]), ms(own["max"])), ts
         assert point["p95"] == ms(own["p95"]), ts
         assert point["count"] == expected(EVENTS, ts, ts + HOUR)["latency_count"]
 
@@ -109,7 +117,9 @@ async def test_top_endpoints_and_grouped_latency_widen_per_endpoint(api):
     grouped = await get(api, "latency", start, end, "&granularity=minute&group_by=endpoint")
     users = next(s for s in grouped["data"] if s["label"] == "/api/users")
     hour47 = expected(EVENTS, DAY0 + 47 * HOUR, MINUTE_FROM, lambda e: e.endpoint == "/api/users")
-    assert {p["p95"] for p in users["data"] if p["timestamp"] < MINUTE_FROM} == {ms(hour47["p95"])}
+    old = [p for p in users["data"] if p["timestamp"] < MINUTE_FROM]
+    assert {p["p95"] for p in old if p["count"]} == {ms(hour47["p95"])}
+    assert {p["p95"] for p in old if not p["count"]} <= {None}
 
 
 def test_widened_ranges_fold_and_stop_at_the_horizons():

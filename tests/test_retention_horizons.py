@@ -16,7 +16,7 @@ from mockforge_analytics_plugin.store.queries import read_markers
 
 
 async def _kept(db, table: str) -> list[tuple]:
-    """Every column a slim row keeps, per row (counters, min/max; the hour's write times too)."""
+    """Every column a slim row keeps, per row (counters; the hour rows' write times too)."""
     dropped = (*SLIM_COLUMNS, *(SLIM_MINUTES.zeroed if table == SLIM_MINUTES.table else ()))
     cols = [r[1] for r in await db.execute_fetchall(f"PRAGMA table_info({table})") if r[1] not in dropped]
     return await db.execute_fetchall(f"SELECT {', '.join(cols)} FROM {table} ORDER BY timestamp, series_id")

@@ -1,12 +1,13 @@
 """Histogram horizons: past them a tier's rows keep their counters but lose their histograms.
 
-Like Prometheus or Graphite downsampling, each tier keeps its latency histograms for less time
+Like Prometheus or Graphite downsampling, each tier keeps its latency distribution for less time
 than its counters: minute rows for ``retention.minute_histograms_days`` (default 1), hour rows
-for ``retention.hour_histograms_days`` (default 7). Past that a row is *slim*: histogram and
-latency_p50/p95/p99 are NULL, every counter and latency_min/max unchanged (a slim minute row also
-drops the flush's write times, created_at/updated_at = 0: nothing reads them). Percentiles of a
-slim period come from the next coarser tier (store/tiers.py ``histogram_ranges``), whose rows
-already hold the same histograms merged, so only the time resolution of percentiles is lost.
+for ``retention.hour_histograms_days`` (default 7). Past that a row is *slim*: histogram,
+latency_p50/p95/p99 and latency_min/max are NULL, every counter (counts, sums) is unchanged (a
+slim minute row also drops the flush's write times, created_at/updated_at = 0: nothing reads
+them, and 0 takes no bytes). Percentiles, min and max of a slim period come from the next coarser
+tier (store/tiers.py ``histogram_ranges``), whose rows already hold the same histograms merged
+and the same extremes, so only their time resolution is lost.
 
 Slimming rewrites whole slices, one transaction each: the minute rows of one hour, the hour rows
 of one day. A slice is deleted and re-inserted in key order, because setting a column to NULL in
@@ -21,9 +22,10 @@ the flush leaves them on mostly empty pages, and they would stay so until slimme
 
 Late data for a slim slice (a store outage longer than the horizon, a Prometheus backfill) lands
 in the finer row as a histogram holding only that late part. :func:`carry_slim_histograms`,
-called by the roll-up before it replaces a row, adds the stored coarser histogram to it and strips
-the finer rows again, so the replaced hour (day) row is complete, never partial. Until then a
-percentile read adds the finer rows' late histograms to the coarser row's (``histogram_ranges``).
+called by the roll-up before it replaces a row, adds the stored coarser histogram (and min, max)
+to it and strips the finer rows again, so the replaced hour (day) row is complete, never partial.
+Until then a read adds the finer rows' late histograms and extremes to the coarser row's
+(``histogram_ranges``).
 """
 
 from __future__ import annotations
@@ -55,8 +57,9 @@ __all__ = [
 
 HOUR = 3600
 DAY = 86400
-# What a slim row drops; every counter and latency_min/max stay.
-SLIM_COLUMNS = ("latency_p50", "latency_p95", "latency_p99", "histogram")
+# What a slim row drops: the latency distribution (histogram, its percentiles, its min and max);
+# every counter (sums, counts) stays.
+SLIM_COLUMNS = ("latency_p50", "latency_p95", "latency_p99", "histogram", "latency_min", "latency_max")
 _HEAVY = " OR ".join(f"{c} IS NOT NULL" for c in SLIM_COLUMNS)
 # analytics_state key: minute rows of hours before it were re-packed (or slimmed) since written.
 MINUTE_PACKED_FROM = "minute_packed_from"
@@ -226,30 +229,55 @@ async def repack_closed_minutes(db: aiosqlite.Connection, now: float, guard: Gua
 
 
 async def carry_slim_histograms(
-    db: aiosqlite.Connection, tier: str, start: int, hists: MutableMapping[int, Any]
+    db: aiosqlite.Connection,
+    tier: str,
+    start: int,
+    hists: MutableMapping[int, Any],
+    rows: list[Any] | None = None,
+    minmax_at: int = 0,
 ) -> None:
     """Before the roll-up replaces the `tier` ('hour' or 'day') rows of `start`: keep them complete.
 
-    When the finer rows of that bucket are slim, `hists` (series_id -> merged histogram of the
-    finer rows, a dict or a blob) holds only late data: add the stored row's histogram to it and
-    strip the finer rows' histograms, inside the caller's transaction. Otherwise does nothing.
+    When the finer rows of that bucket are slim, what the roll-up read from them is only late
+    data: add the stored row's histogram to `hists` (series_id -> merged histogram, a dict or a
+    blob) and, when `rows` (the roll-up's per-series aggregates, series_id first, MIN(latency_min)
+    and MAX(latency_max) at `minmax_at`) is given, its min and max to them; then strip the finer
+    rows, inside the caller's transaction. Otherwise does nothing.
     """
     h = _CARRIED[tier]
     if start >= await _state(db, h.state_key):
         return
     async with db.execute(
-        f"SELECT series_id, histogram FROM {h.coarser_table} WHERE timestamp = ? AND histogram IS NOT NULL",
+        f"SELECT series_id, histogram, latency_min, latency_max FROM {h.coarser_table} WHERE timestamp = ?",
         (start,),
     ) as cur:
-        stored = await cur.fetchall()
-    for series_id, blob in stored:
+        stored = {row[0]: row[1:] for row in await cur.fetchall()}
+    for series_id, (blob, _, _) in stored.items():
+        if not blob:
+            continue
         current = hists.get(series_id)
         if isinstance(current, bytes | bytearray):
             hists[series_id] = bytes(current) + blob  # segments: concatenation is the sum
         else:
             hists[series_id] = merge_into(current if current is not None else {}, blob)
+    for i, row in enumerate(rows or ()):
+        if row[0] in stored:
+            _, lo, hi = stored[row[0]]
+            rows[i] = (  # type: ignore[index]
+                *row[:minmax_at],
+                _fold(min, row[minmax_at], lo),
+                _fold(max, row[minmax_at + 1], hi),
+                *row[minmax_at + 2 :],
+            )
     sets = ", ".join(f"{c} = NULL" for c in SLIM_COLUMNS)
     await db.execute(
         f"UPDATE {h.table} SET {sets} WHERE timestamp >= ? AND timestamp < ? AND ({_HEAVY})",
         (start, start + h.slice_seconds),
     )
+
+
+def _fold(pick: Callable[[float, float], float], a: float | None, b: float | None) -> float | None:
+    """min or max of two values either of which may be missing (NULL)."""
+    if a is None:
+        return b
+    return a if b is None else pick(a, b)

@@ -12,7 +12,7 @@ Query plans (checked in tests/test_query_store.py): every tier read is
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Collection, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Sequence
 from typing import Any, cast
 
 import aiosqlite
@@ -226,7 +226,78 @@ async def sum_counters(
                     out[key] = Counters(values)
                 else:
                     acc.add(values)
+    if fields is None or "latency_min" in fields or "latency_max" in fields:
+        extremes = await _widened_extremes(conn, p, markers, step, f"{dim_keys}", join, flt, fargs, nkeys)
+        if extremes:
+            bucket_of = percentile_bucket(p.start, p.end, step, markers) if step else None
+            counted = fields is None or "latency_count" in fields
+            _fold_extremes(out, extremes, bucket_of, counted)
     return out
+
+
+async def _widened_extremes(
+    conn: aiosqlite.Connection,
+    p: QueryParams,
+    markers: Markers,
+    step: int | None,
+    dim_keys: str,
+    join: str,
+    flt: str,
+    fargs: list[Any],
+    nkeys: int,
+) -> dict[tuple[Any, ...], tuple[Any, Any]]:
+    """MIN(latency_min), MAX(latency_max) of the widened parts, keyed like the sums (wider buckets).
+
+    Slim rows keep no min or max; like percentiles these come from the enclosing hours or days
+    (every tier over them: the finer ones hold late data not rolled up yet).
+    """
+    out: dict[tuple[Any, ...], tuple[Any, Any]] = {}
+    group = f" GROUP BY {', '.join(str(i + 1) for i in range(nkeys))}" if nkeys else ""
+    for piece in histogram_ranges(p.start, p.end, markers, coarsest_for(step)):
+        if not piece.widened:
+            continue
+        width = max(step, piece.widened) if step is not None else 0
+        bucket = f"(m.timestamp / {width}) * {width}, " if step is not None else ""
+        sql = (
+            f"SELECT {bucket}{dim_keys}MIN(m.latency_min), MAX(m.latency_max) FROM {piece.table} AS m{join}"
+            f" WHERE m.timestamp >= ? AND m.timestamp < ?{flt} AND m.latency_max IS NOT NULL{group}"
+        )
+        async with conn.execute(sql, [piece.start, piece.end, *fargs]) as cur:
+            async for row in cur:
+                if row[-1] is None:
+                    continue
+                key = tuple(row[:nkeys])
+                lo, hi = out.get(key, (None, None))
+                out[key] = (_pick(min, lo, row[-2]), _pick(max, hi, row[-1]))
+    return out
+
+
+def _fold_extremes(
+    out: dict[tuple[Any, ...], Counters],
+    extremes: dict[tuple[Any, ...], tuple[Any, Any]],
+    bucket_of: Callable[[int], int] | None,
+    counted: bool,
+) -> None:
+    """Fold widened min/max into every key they cover (each step bucket inside a wider one).
+
+    With `counted` (latency_count was summed) a key without latencies (WebSocket sessions only)
+    gets none: the extremes describe the latencies of a bucket's traffic.
+    """
+    for key, acc in out.items():
+        if counted and not acc.latency_count:
+            continue
+        wide = key if bucket_of is None else (bucket_of(key[0]), *key[1:])
+        found = extremes.get(wide)
+        if found is not None:
+            acc.latency_min = _pick(min, acc.latency_min, found[0])
+            acc.latency_max = _pick(max, acc.latency_max, found[1])
+
+
+def _pick(choose: Callable[[Any, Any], Any], a: Any, b: Any) -> Any:
+    """min or max of two values either of which may be None."""
+    if a is None:
+        return b
+    return a if b is None else choose(a, b)
 
 
 def _select_sums(fields: Collection[str] | None) -> str:
