@@ -176,7 +176,8 @@ async def rollup_hour(db: aiosqlite.Connection, hour: int, now: float) -> int:
             (hour, end),
         )
         hists, _ = await _histograms(db, _TABLE["minute"], hour, end)
-        await carry_slim_histograms(db, "hour", hour, hists)  # minutes past their horizon (horizons.py)
+        # Minutes past their histogram horizon (horizons.py): keep the hour's histogram, min and max.
+        await carry_slim_histograms(db, "hour", hour, hists, rows, 1 + len(SUM_COLUMNS))
         created = int(now)
         out = []
         for row in rows:
@@ -251,7 +252,8 @@ async def rollup_day(db: aiosqlite.Connection, day: int, now: float) -> int:
             (day, end),
         )
         hists, counts = await _histograms(db, _TABLE["hour"], day, end)
-        await carry_slim_histograms(db, "day", day, hists)  # hours past their horizon (horizons.py)
+        # Hours past their histogram horizon (horizons.py): keep the day's histogram, min and max.
+        await carry_slim_histograms(db, "day", day, hists, rows, 1 + len(SUM_COLUMNS))
         clients = await _unique_clients(db, day, [r[0] for r in rows])
         date = utc_date(day)
         created = int(now)
