@@ -71,11 +71,19 @@ async def test_a_late_minute_in_a_slim_hour_never_leaves_a_partial_histogram(tmp
         assert await heavy(db, TABLES[0], f"timestamp >= {hour} AND timestamp < {hour + HOUR}") == 0
         hour_hist, hour_requests, hour_pcts = await _stored(db, TABLES[1], hour)
         assert hour_requests == len(everything)
+        day_extremes = await db.execute_fetchall(
+            f"SELECT MIN(latency_min), MAX(latency_max) FROM {TABLES[2]} WHERE timestamp = ?", (day,)
+        )
+        assert day_extremes == [(min(day_all), max(day_all))]
         day_hist, day_requests, _ = await _stored(db, TABLES[2], day)
         assert day_requests == len(day_all)
         assert day_hist == _hist(day_all)  # the day is complete either way
         if hour >= HOUR_FROM:
             assert hour_hist == _hist(everything)  # old hour histogram + the late minute
+            extremes = await db.execute_fetchall(
+                f"SELECT MIN(latency_min), MAX(latency_max) FROM {TABLES[1]} WHERE timestamp = ?", (hour,)
+            )
+            assert extremes == [(min(everything), max(everything))]
         else:
             # The hour row is past its own horizon: the late part went on into the day row.
             assert hour_hist == {} and all(p == (None, None, None) for p in hour_pcts)
