@@ -306,7 +306,7 @@ def merge_into(acc: dict[int, int], blob_or_hist: bytes | Mapping[int, int] | No
         return acc
     get = acc.get
     if type(blob_or_hist) is bytes:
-        # Fast paths for a blob of one segment (what the store writes).
+        # Fast paths for a blob of one segment (a row written once, or compacted: most rows).
         b = blob_or_hist
         h = b[0]
         n = h >> 4
