@@ -26,7 +26,8 @@ def test_empty_section_gives_documented_defaults(tmp_path: Path) -> None:
     assert cfg.exclude_paths == ("/metrics", "/__mockforge/*")
     assert cfg.prometheus_preset == "mockforge"
     assert cfg.prometheus_backfill_minutes == 60
-    assert cfg.retention == RetentionConfig(7, 30, 365, 7, 30, 90, 90, 24)
+    assert cfg.retention == RetentionConfig(7, 30, 365, 7, 30, 90, 90, 1, 1, 7)
+    assert cfg.max_error_events_per_minute == 6
     # The database file sits next to the config file unless told otherwise.
     assert cfg.database_path == str(tmp_path / "mockforge-analytics.db")
 

@@ -32,7 +32,7 @@ def _sum(path: Path, table: str = "metrics_aggregates_minute") -> int:
 
 async def test_close_writes_everything(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
-    cfg = AnalyticsConfig()
+    cfg = AnalyticsConfig(max_error_events_per_minute=60)  # every error of the minute kept as an event
     recorder = Recorder(cfg, "inst")
     store = await SQLiteStore.open(path)
     flusher = Flusher(recorder, store, cfg, clock=lambda: T0 + 5)
