@@ -145,3 +145,21 @@ def test_widened_ranges_fold_and_stop_at_the_horizons():
         TierRange("minute", DAY0 + 49 * HOUR, DAY0 + 50 * HOUR, 3600),
         TierRange("minute", DAY0 + 50 * HOUR, DAY0 + 50 * HOUR + 120),
     ]
+
+
+async def test_exported_slim_minute_rows_show_no_latency_distribution(api):
+    import csv
+    import io
+
+    async def export(start, end):
+        query = f"dataset=metrics&granularity=minute&start_time={start}&end_time={end}"
+        r = await api.get(f"/analytics/api/export/csv?{query}")
+        assert r.status_code == 200
+        return list(csv.DictReader(io.StringIO(r.text)))
+
+    slim = await export(DAY0 + 10 * HOUR, DAY0 + 11 * HOUR)
+    exact = expected(EVENTS, DAY0 + 10 * HOUR, DAY0 + 11 * HOUR)
+    assert sum(int(r["request_count"]) for r in slim) == exact["requests"]  # counters as ever
+    cols = ("p50_latency_ms", "p95_latency_ms", "p99_latency_ms", "min_latency_ms", "max_latency_ms")
+    assert {r[c] for r in slim for c in cols} == {""}
+    assert any(r["p95_latency_ms"] for r in await export(MINUTE_FROM, MINUTE_FROM + HOUR))
