@@ -149,6 +149,7 @@ async def overview_page(runtime: Any, qp: QueryParams, filters: Mapping[str, str
     ov = await src.overview(qp)
     req = await src.request_series(qp, group_by)
     lat = await src.latency_series(qp)
+    percentile_note = await src.percentile_note(qp)
     status_items, status_classes = _status_items(await src.status_codes(qp))
     protocols = ov.get("top_protocols") or []  # the overview already ranks both; no second read
     top = ov.get("top_endpoints") or []
@@ -169,6 +170,7 @@ async def overview_page(runtime: Any, qp: QueryParams, filters: Mapping[str, str
         "latency_chart": line_chart(
             _latency_series(lat), title="Latency percentiles", unit="ms", y_label="latency"
         ),
+        "percentile_note": percentile_note,
         "status_chart": bar_chart(status_items, title="Status codes", classes=status_classes),
         "protocol_chart": bar_chart(
             [(p["protocol"], float(p["request_count"])) for p in protocols], title="Requests by protocol"
@@ -220,6 +222,7 @@ async def endpoint_page(runtime: Any, qp: QueryParams, filters: Mapping[str, str
     ov = await src.overview(qp)
     req = await src.request_series(qp, "status_class")
     lat = await src.latency_series(qp)
+    percentile_note = await src.percentile_note(qp)
     status_items, status_classes = _status_items(await src.status_codes(qp))
     clients = await src.endpoint_clients(qp, 10)
     events = await src.error_events(qp, 20)
@@ -234,6 +237,7 @@ async def endpoint_page(runtime: Any, qp: QueryParams, filters: Mapping[str, str
         "latency_chart": line_chart(
             _latency_series(lat), title="Latency percentiles", unit="ms", y_label="latency"
         ),
+        "percentile_note": percentile_note,
         "status_chart": bar_chart(status_items, title="Status codes", classes=status_classes),
         "clients": clients,
         # Client rows have no status or source: say so rather than ignore those filters silently.

@@ -11,6 +11,7 @@ from typing import Any
 from . import query
 from .params import QueryParams
 from .store.filters import glob_pattern
+from .store.queries import read_markers
 
 __all__ = ["QuerySource", "StoreUnavailableError"]
 
@@ -51,6 +52,19 @@ class QuerySource:
     async def latency_series(self, qp: QueryParams) -> list[dict[str, Any]]:
         """p50/p95/p99/avg per bucket over every matching series."""
         return await query.latency_series(self.conn, replace(qp, group_by=None))
+
+    async def percentile_note(self, qp: QueryParams) -> str:
+        """A sentence when part of the window's percentiles come from whole hours or days (past a
+        histogram horizon, docs/storage.md), else ''."""
+        meta = query.percentile_meta(qp, await read_markers(self.conn), step=qp.step)
+        if not meta:
+            return ""
+        spans = meta["percentile_resolution"]
+        unit = "days" if any(s["seconds"] == 86400 for s in spans) else "hours"
+        return (
+            f"Part of this window is older than the histogram horizon: its percentiles, min and max "
+            f"are those of the whole {unit} around it. Counts keep full resolution."
+        )
 
     async def status_codes(self, qp: QueryParams) -> list[dict[str, Any]]:
         """Counts per status code, most frequent first."""
