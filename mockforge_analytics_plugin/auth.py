@@ -89,8 +89,10 @@ class Authenticator:
     def _key(self) -> bytes:
         # Derived from the configured secret, so every Authenticator of one config (middleware,
         # login route, another worker) agrees, and changing the credential revokes all sessions.
-        secret = self.config.token if self.config.token is not None else (
-            f"{self.config.username}\0{self.config.password}"
+        secret = (
+            self.config.token
+            if self.config.token is not None
+            else (f"{self.config.username}\0{self.config.password}")
         )
         return hashlib.sha256(b"mockforge-analytics-session/v1\0" + secret.encode()).digest()
 
@@ -223,8 +225,13 @@ class AuthMiddleware:
             # Accept first so the client sees the close code (a close before accept is an HTTP 403).
             await receive()  # websocket.connect
             await send({"type": "websocket.accept"})
-            await send({"type": "websocket.close", "code": WS_CLOSE_UNAUTHORIZED,
-                        "reason": "authentication required"})
+            await send(
+                {
+                    "type": "websocket.close",
+                    "code": WS_CLOSE_UNAUTHORIZED,
+                    "reason": "authentication required",
+                }
+            )
             return
         if path == "/api" or path.startswith(("/api/", "/export")):
             await self._unauthorized(scope, receive, send, authn)
@@ -248,7 +255,9 @@ class AuthMiddleware:
         }
         challenge = f'{authn.scheme} realm="mockforge-analytics"'
         response = Response(
-            json.dumps(body), status_code=401, media_type="application/json",
+            json.dumps(body),
+            status_code=401,
+            media_type="application/json",
             headers={"WWW-Authenticate": challenge},
         )
         await response(scope, receive, send)
@@ -267,7 +276,7 @@ def _default_login_page(request: Request, next_url: str, error: str | None) -> R
     err = f'<p class="error">{html.escape(error)}</p>' if error else ""
     page = (
         "<!doctype html><html><head><meta charset=utf-8><title>Analytics login</title></head><body>"
-        f"<h1>MockForge analytics</h1>{err}<form method=post action=\"{action}\">{fields}"
+        f'<h1>MockForge analytics</h1>{err}<form method=post action="{action}">{fields}'
         f'<input type=hidden name=next value="{html.escape(next_url)}">'
         "<button type=submit>Log in</button></form></body></html>"
     )
@@ -311,8 +320,13 @@ def login_routes(
             return await _draw(request, next_url, "wrong credentials")
         response = RedirectResponse(next_url, status_code=303)
         response.set_cookie(
-            COOKIE_NAME, session, max_age=SESSION_SECONDS, path=mount or "/", httponly=True,
-            samesite="strict", secure=request.url.scheme == "https",
+            COOKIE_NAME,
+            session,
+            max_age=SESSION_SECONDS,
+            path=mount or "/",
+            httponly=True,
+            samesite="strict",
+            secure=request.url.scheme == "https",
         )
         return response
 

@@ -138,8 +138,13 @@ class Rollup:
             return interval - (self.clock() % interval) + _GRACE_SECONDS
 
         await repeat(
-            step, name="roll-up", owner=self, interval=interval,
-            retry_seconds=self.retry_seconds, logger=self.logger, sleep=self._sleep,
+            step,
+            name="roll-up",
+            owner=self,
+            interval=interval,
+            retry_seconds=self.retry_seconds,
+            logger=self.logger,
+            sleep=self._sleep,
         )
 
     def status(self) -> dict[str, Any]:

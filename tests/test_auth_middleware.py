@@ -100,7 +100,8 @@ def test_pages_redirect_to_login_then_cookie_opens_them():
     )
     assert bad.status_code == 401 and "wrong credentials" in bad.text
     ok = client.post(
-        "/analytics/login", data={"token": "s3cret-token", "next": "/analytics/?range=1h"},
+        "/analytics/login",
+        data={"token": "s3cret-token", "next": "/analytics/?range=1h"},
         follow_redirects=False,
     )
     assert ok.status_code == 303 and ok.headers["location"] == "/analytics/?range=1h"

@@ -312,9 +312,7 @@ def test_with_auth_on_the_pages_show_the_login_form_and_then_work(tmp_path, brow
         tmp_path,
         {
             "routes": [{"method": "GET", "path": "/ok", "status": 200, "body": "ok"}],
-            "plugins": {
-                "analytics": {"database_path": str(tmp_path / "a.db"), "auth": {"token": TOKEN}}
-            },
+            "plugins": {"analytics": {"database_path": str(tmp_path / "a.db"), "auth": {"token": TOKEN}}},
         },
     )
     with run_host(config) as proc:

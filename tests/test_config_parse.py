@@ -124,8 +124,10 @@ def test_redacted_hides_secrets() -> None:
 @pytest.mark.parametrize(
     ("section", "key"),
     [
-        ({"prometheus_preset": "custom", "prometheus_mapping": {"colour": "x"}},
-         "plugins.analytics.prometheus_mapping.colour"),
+        (
+            {"prometheus_preset": "custom", "prometheus_mapping": {"colour": "x"}},
+            "plugins.analytics.prometheus_mapping.colour",
+        ),
         ({"prometheus_selector": 'job="a"}) or vector(1'}, "plugins.analytics.prometheus_selector"),
     ],
 )

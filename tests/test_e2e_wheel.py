@@ -26,8 +26,13 @@ ROUTES = [
         "headers": {"X-Mock": "yes"},
         "latency_ms": [5, 15],
     },
-    {"method": "POST", "path": "/api/orders", "status": 201, "body": {"ok": True},
-     "faults": {"error_rate": 0.3, "status": 503}},
+    {
+        "method": "POST",
+        "path": "/api/orders",
+        "status": 201,
+        "body": {"ok": True},
+        "faults": {"error_rate": 0.3, "status": 503},
+    },
     {"method": "GET", "path": "/ws/echo", "websocket": "echo"},
 ]
 
@@ -58,7 +63,9 @@ def test_plugins_command_lists_the_installed_plugin(
     config = _config(tmp_path, {"database_path": "a.db"})
     out = subprocess.run(
         [installed_wheels.example_host, "plugins", "--config", str(config)],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
@@ -143,7 +150,9 @@ def test_bad_plugin_config_stops_startup_naming_the_key(
     config = _config(tmp_path, {"flush_interval_seconds": "soon"})
     out = subprocess.run(
         [installed_wheels.example_host, "serve", "--config", str(config), "--port", "1"],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert out.returncode == 2
     assert "plugins.analytics.flush_interval_seconds" in out.stderr

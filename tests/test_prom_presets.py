@@ -148,6 +148,7 @@ EXACT_COUNTS = {
 # The default bucket bounds (seconds) of starlette_exporter and OpenTelemetry's HTTP histogram.
 DEFAULT_LES = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0]
 
+
 def _fastapi_app(slow_seconds: float) -> Any:
     """The same tiny FastAPI app for each instrumenting library: ok, items (404 for id 0), slow."""
     from fastapi import FastAPI, HTTPException

@@ -58,8 +58,6 @@ EVENT_COLUMNS = (
 )
 
 
-
-
 def _where(p: QueryParams) -> tuple[str, list[Any]]:
     conds, args = column_conditions(p, _EVENT_FILTER_COLUMNS)
     sql = " AND ".join(["timestamp >= ?", "timestamp < ?", *conds])

@@ -46,8 +46,6 @@ CLIENT_FILTERS = {
 }  # fmt: skip
 
 
-
-
 async def iter_error_events(
     conn: aiosqlite.Connection, p: QueryParams, *, chunk: int = 2000
 ) -> AsyncIterator[list[tuple[Any, ...]]]:
