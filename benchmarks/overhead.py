@@ -11,6 +11,9 @@ the server, was the bottleneck (a loaded machine), and CPU µs per request rise 
 
 Run:  python benchmarks/overhead.py [--runs 5] [--duration 10] [--connections 32]
 Target (issue 3): the plugin's CPU per request at most 5 µs above the no-op layer's (median).
+The verdict uses the median of per-round differences (on - noop) and its 95 % interval: "met" or
+"NOT met" only when the whole interval lies on one side of 5 µs, else "not resolved" (a noisy
+machine: rerun with more runs, or read the instruction counts).
 
 Load-independent figure (printed first when valgrind is installed; --no-instructions skips it,
 --instructions-only prints only it): instructions per request of the same host app in-process
@@ -31,6 +34,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import re
 import shutil
@@ -528,8 +532,36 @@ def main() -> None:
     print(
         f"machine load average (1 min, 5 min) at the end: {load1:.2f}, {load5:.2f} on {os.cpu_count()} CPUs"
     )
-    verdict = "met" if on[2] - noop[2] <= 5.0 else "NOT met"
-    print(f"target: plugin <= 5 µs/request above the no-op layer (medians): {verdict}")
+    diffs = [a - b for a, b in zip(samples["on"].cpu_us, samples["noop"].cpu_us, strict=True)]
+    lo, hi = median_interval(diffs)
+    print(f"on - noop, 95 % interval of that median: {lo:+.1f} .. {hi:+.1f} CPU µs/req")
+    print(f"target: plugin <= {TARGET_US:g} µs/request above the no-op layer: {verdict(lo, hi)}")
+
+
+TARGET_US = 5.0
+
+
+def median_interval(values: list[float]) -> tuple[float, float]:
+    """A distribution-free 95 % confidence interval of the median (order statistics, normal
+    approximation of the binomial): the runs' own spread says how far the median can be trusted."""
+    ordered = sorted(values)
+    n = len(ordered)
+    half = 0.98 * math.sqrt(n)  # 1.96 * sqrt(n) / 2
+    low = max(0, math.floor(n / 2 - half))
+    high = min(n - 1, math.ceil(n / 2 + half) - 1)
+    return ordered[low], ordered[high]
+
+
+def verdict(lo: float, hi: float) -> str:
+    """Met or not only when the whole interval is on one side of the target; else not resolved."""
+    if hi <= TARGET_US:
+        return "met"
+    if lo > TARGET_US:
+        return "NOT met"
+    return (
+        f"not resolved on this machine (the interval spans {TARGET_US:g} µs; more or longer runs on a "
+        "quieter machine, or the instruction counts)"
+    )
 
 
 if __name__ == "__main__":

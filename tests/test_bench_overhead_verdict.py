@@ -1,0 +1,28 @@
+"""benchmarks/overhead.py says met or not met only when its runs' spread allows it."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+_spec = importlib.util.spec_from_file_location(
+    "overhead_bench", Path(__file__).resolve().parent.parent / "benchmarks" / "overhead.py"
+)
+assert _spec is not None and _spec.loader is not None
+overhead = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = overhead  # dataclasses look their module up
+_spec.loader.exec_module(overhead)
+
+
+def test_the_median_interval_widens_with_spread_and_holds_the_median():
+    tight = overhead.median_interval([4.0 + 0.01 * i for i in range(30)])
+    wide = overhead.median_interval([-40.0 + 4.0 * i for i in range(30)])
+    assert tight[0] <= 4.145 <= tight[1] and tight[1] - tight[0] < 0.2
+    assert wide[0] <= 18.0 <= wide[1] and wide[1] - wide[0] > 40
+
+
+def test_a_verdict_needs_the_whole_interval_on_one_side():
+    assert overhead.verdict(2.0, 4.5) == "met"
+    assert overhead.verdict(5.5, 9.0) == "NOT met"
+    assert overhead.verdict(-5.0, 30.0).startswith("not resolved")
