@@ -44,6 +44,16 @@ class _MinuteCaps:
         self.errors = 0  # error events kept this minute
 
 
+def _admit(seen: set[Any], value: Any, cap: int) -> bool:
+    """Whether a value is within its minute's cap (admitting it when there is room)."""
+    if value in seen:
+        return True
+    if len(seen) < cap:
+        seen.add(value)
+        return True
+    return False
+
+
 class Cell:
     """Counters of one minute's requests that share every key dimension."""
 
@@ -221,33 +231,19 @@ class CellFolding:
         minute, protocol, method, endpoint, status, workspace, environment, test_run, client_id, agent = key
         caps = self._caps if minute == self._caps_minute else self._caps_for(minute)
         capped = False
-        seen = caps.endpoints
-        if endpoint not in seen:
-            if len(seen) < self._max_endpoints:
-                seen.add(endpoint)
-            else:
-                endpoint = OTHER
-                capped = True
-                self._drops.endpoint_overflow += 1
-        if test_run:
-            seen = caps.test_runs
-            if test_run not in seen:
-                if len(seen) < self._max_test_runs:
-                    seen.add(test_run)
-                else:
-                    test_run = OTHER
-                    capped = True
-                    self._drops.test_run_overflow += 1
-        pair = (client_id, agent)
-        seen_clients = caps.clients
-        if pair not in seen_clients:
-            if len(seen_clients) < self._max_clients:
-                seen_clients.add(pair)
-            else:
-                client_id = agent = OTHER
-                capped = True
-                self._drops.client_overflow += 1
-                fields = (*fields[:10], OTHER, OTHER, *fields[12:])  # the ring shows the overflow
+        if not _admit(caps.endpoints, endpoint, self._max_endpoints):
+            endpoint = OTHER
+            capped = True
+            self._drops.endpoint_overflow += 1
+        if test_run and not _admit(caps.test_runs, test_run, self._max_test_runs):
+            test_run = OTHER
+            capped = True
+            self._drops.test_run_overflow += 1
+        if not _admit(caps.clients, (client_id, agent), self._max_clients):
+            client_id = agent = OTHER
+            capped = True
+            self._drops.client_overflow += 1
+            fields = (*fields[:10], OTHER, OTHER, *fields[12:])  # the ring shows the overflow
         if capped:
             key = (minute, protocol, method, endpoint, status, workspace, environment, test_run, client_id,
                    agent)  # fmt: skip

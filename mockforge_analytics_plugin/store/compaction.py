@@ -34,17 +34,8 @@ from dataclasses import dataclass, field
 
 import aiosqlite
 
+from ..histogram import _count_elements
 from ..histogram_numpy import compact
-
-try:  # the C helper behind Counter.update: mapping[x] = mapping.get(x, 0) + 1 for each x
-    from collections import _count_elements  # type: ignore[attr-defined]
-except ImportError:  # pragma: no cover - other interpreters
-
-    def _count_elements(mapping: dict[int, int], iterable: Iterable[int]) -> None:
-        get = mapping.get
-        for x in iterable:
-            mapping[x] = get(x, 0) + 1
-
 
 __all__ = [
     "CHUNK_ROWS",
