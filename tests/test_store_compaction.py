@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.deltas import series_delta
 
 from mockforge_analytics_plugin import histogram
 from mockforge_analytics_plugin.snapshot import RecorderSnapshot, SeriesDelta, SeriesKey
@@ -30,20 +31,8 @@ def key(i: int = 0, minute: int = MINUTE) -> SeriesKey:
     return SeriesKey(minute, "middleware", "inst", "http", "GET", f"/r{i}", 200, "", "", "")
 
 
-def delta(latencies: list[float]) -> SeriesDelta:
-    d = SeriesDelta(request_count=len(latencies))
-    for v in latencies:
-        d.latency_count += 1
-        d.latency_sum += v
-        d.latency_min = v if d.latency_min is None else min(d.latency_min, v)
-        d.latency_max = v if d.latency_max is None else max(d.latency_max, v)
-        b = histogram.bucket_index(v)
-        d.histogram[b] = d.histogram.get(b, 0) + 1
-    return d
-
-
 def hist_of(latencies: list[float]) -> dict[int, int]:
-    return delta(latencies).histogram
+    return series_delta(latencies).histogram
 
 
 async def stored(store: SQLiteStore, minute: int = MINUTE) -> dict[int, tuple]:
@@ -90,8 +79,8 @@ async def test_many_flushes_equal_one_write_before_and_after_compaction(tmp_path
     store = await SQLiteStore.open(tmp_path / "a.db")
     try:
         for n, part in enumerate(flushes):
-            await write(store, {key(0): delta(part)}, MINUTE + n % 60)
-        await write(store, {key(1): delta(everything)}, MINUTE + 59)  # the same, in one write
+            await write(store, {key(0): series_delta(part)}, MINUTE + n % 60)
+        await write(store, {key(1): series_delta(everything)}, MINUTE + 59)  # the same, in one write
         rows = await stored(store)
         many, once = rows[1][0], rows[2][0]
         assert many != once and histogram.decode(many) == histogram.decode(once)
@@ -102,9 +91,9 @@ async def test_many_flushes_equal_one_write_before_and_after_compaction(tmp_path
             exact = ordered[int(q * (len(ordered) - 1))]
             assert abs(got - exact) / exact <= 0.01
         # Not yet due (closed less than GRACE_SECONDS ago): nothing is rewritten.
-        result = await write(store, {key(5, MINUTE + 120): delta([1.0])}, DUE - 1)
+        result = await write(store, {key(5, MINUTE + 120): series_delta([1.0])}, DUE - 1)
         assert result.compacted == 0 and (await stored(store))[1][0] == many
-        result = await write(store, {key(5, MINUTE + 180): delta([1.0])}, DUE)
+        result = await write(store, {key(5, MINUTE + 180): series_delta([1.0])}, DUE)
         assert result.compacted == 1  # the row written once is already compact: not even read
         rows = await stored(store)
         assert rows[1][0] == once == histogram.encode(hist_of(everything))
@@ -139,7 +128,7 @@ def test_any_flush_sequence_compacts_to_the_single_encoding(parts: list[dict[int
                 histogram.merge_into(total, p)
             (before, *_), *_ = (await stored(store)).values()
             assert histogram.decode(before) == total
-            await write(store, {key(1, DUE): delta([1.0])}, DUE)
+            await write(store, {key(1, DUE): series_delta([1.0])}, DUE)
             (after, *_), *_ = (await stored(store)).values()
             assert after == histogram.encode(total)
             assert histogram.quantiles(histogram.decode(after), QS) == histogram.quantiles(total, QS)
@@ -156,14 +145,16 @@ async def test_compaction_is_bounded_per_flush_and_drains(tmp_path: Path, monkey
     store = await SQLiteStore.open(tmp_path / "a.db")
     try:
         for n in range(3):  # 600 rows of three segments each
-            await write(store, {key(i): delta([1.0 + i % 7, 40.0 + n]) for i in range(600)}, MINUTE + n)
+            await write(
+                store, {key(i): series_delta([1.0 + i % 7, 40.0 + n]) for i in range(600)}, MINUTE + n
+            )
         before = await stored(store)
         log = compaction.append_log(store.writer)
         assert log.pending(DUE) == 600
         done = []
         now = DUE
         while log.pending(now):
-            result = await write(store, {key(0, now // 60 * 60): delta([2.0])}, now)
+            result = await write(store, {key(0, now // 60 * 60): series_delta([2.0])}, now)
             done.append(result.compacted)
             now += 1
         assert done == [150, 150, 150, 150]  # max(MIN_BUDGET, pending / DRAIN_FLUSHES), not all at once
@@ -180,14 +171,14 @@ async def test_compaction_is_bounded_per_flush_and_drains(tmp_path: Path, monkey
 async def test_late_write_into_a_compacted_minute_is_compacted_again(tmp_path: Path) -> None:
     store = await SQLiteStore.open(tmp_path / "a.db")
     try:
-        await write(store, {key(): delta([5.0])}, MINUTE)
-        await write(store, {key(): delta([6.0])}, MINUTE + 1)
-        assert (await write(store, {key(1, DUE): delta([1.0])}, DUE)).compacted == 1
+        await write(store, {key(): series_delta([5.0])}, MINUTE)
+        await write(store, {key(): series_delta([6.0])}, MINUTE + 1)
+        assert (await write(store, {key(1, DUE): series_delta([1.0])}, DUE)).compacted == 1
         # A put-back snapshot lands minutes later: one more segment on a compact row.
-        await write(store, {key(): delta([7.0, 8.0])}, DUE + 5)
+        await write(store, {key(): series_delta([7.0, 8.0])}, DUE + 5)
         (blob, *_), *_ = (await stored(store)).values()
         assert blob == histogram.encode(hist_of([5.0, 6.0])) + histogram.encode(hist_of([7.0, 8.0]))
-        assert (await write(store, {key(1, DUE): delta([1.0])}, DUE + 6)).compacted == 1
+        assert (await write(store, {key(1, DUE): series_delta([1.0])}, DUE + 6)).compacted == 1
         (blob, *_), *_ = (await stored(store)).values()
         assert blob == histogram.encode(hist_of([5.0, 6.0, 7.0, 8.0]))
     finally:
@@ -197,12 +188,12 @@ async def test_late_write_into_a_compacted_minute_is_compacted_again(tmp_path: P
 async def test_rows_left_by_a_previous_process_are_compacted_after_a_restart(tmp_path: Path) -> None:
     path = tmp_path / "a.db"
     store = await SQLiteStore.open(path)
-    await write(store, {key(0): delta([5.0]), key(1): delta([9.0])}, MINUTE)
-    await write(store, {key(0): delta([6.0])}, MINUTE + 1)
+    await write(store, {key(0): series_delta([5.0]), key(1): series_delta([9.0])}, MINUTE)
+    await write(store, {key(0): series_delta([6.0])}, MINUTE + 1)
     await store.close()  # stopped before the minute was due
     store = await SQLiteStore.open(path)
     try:
-        result = await write(store, {key(2, DUE): delta([1.0])}, DUE)
+        result = await write(store, {key(2, DUE): series_delta([1.0])}, DUE)
         assert result.compacted == 2  # the seed found both rows; only the appended one changed
         rows = await stored(store)
         assert [r[0] for r in rows.values()] == [
@@ -217,12 +208,12 @@ async def test_rows_of_an_older_version_lose_stale_percentiles_when_appended(tmp
     path = tmp_path / "a.db"
     store = await SQLiteStore.open(path)
     try:
-        await write(store, {key(0): delta([5.0]), key(1): delta([5.0])}, MINUTE)
+        await write(store, {key(0): series_delta([5.0]), key(1): series_delta([5.0])}, MINUTE)
         # What an older version stored: percentiles next to the histogram.
         await store.writer.execute(
             "UPDATE metrics_aggregates_minute SET latency_p50 = 5, latency_p95 = 5, latency_p99 = 5"
         )
-        await write(store, {key(0): delta([50.0])}, MINUTE + 1)
+        await write(store, {key(0): series_delta([50.0])}, MINUTE + 1)
         await write(store, {key(1): SeriesDelta(request_count=1, session_count=1)}, MINUTE + 1)
         rows = await stored(store)
     finally:
@@ -234,15 +225,15 @@ async def test_rows_of_an_older_version_lose_stale_percentiles_when_appended(tmp
 async def test_a_failing_compaction_never_fails_the_flush(tmp_path: Path, monkeypatch, caplog) -> None:
     store = await SQLiteStore.open(tmp_path / "a.db")
     try:
-        await write(store, {key(0): delta([5.0])}, MINUTE)
-        await write(store, {key(0): delta([6.0])}, MINUTE + 1)
+        await write(store, {key(0): series_delta([5.0])}, MINUTE)
+        await write(store, {key(0): series_delta([6.0])}, MINUTE + 1)
 
         def broken(blobs):
             raise RuntimeError("boom")
 
         monkeypatch.setattr(compaction, "compact", broken)
         with caplog.at_level(logging.ERROR, logger="mockforge.analytics.store"):
-            result = await write(store, {key(1, DUE): delta([1.0])}, DUE)
+            result = await write(store, {key(1, DUE): series_delta([1.0])}, DUE)
         assert result.compacted == 0 and "compacting closed minute rows failed" in caplog.text
         assert compaction.append_log(store.writer).pending(DUE) == 0  # given up, not retried every flush
         rows = await stored(store)
@@ -255,7 +246,7 @@ async def test_a_failing_compaction_never_fails_the_flush(tmp_path: Path, monkey
 async def test_a_rolled_back_write_leaves_the_append_log_alone(tmp_path: Path) -> None:
     store = await SQLiteStore.open(tmp_path / "a.db")
     try:
-        await write(store, {key(0): delta([5.0])}, MINUTE)
+        await write(store, {key(0): series_delta([5.0])}, MINUTE)
 
         def refuse() -> None:
             raise sqlite3.OperationalError("disk I/O error")
@@ -265,7 +256,7 @@ async def test_a_rolled_back_write_leaves_the_append_log_alone(tmp_path: Path) -
         with pytest.raises(sqlite3.OperationalError):
             await write_snapshot(
                 store.writer,
-                RecorderSnapshot(series={key(0): delta([6.0])}),
+                RecorderSnapshot(series={key(0): series_delta([6.0])}),
                 MINUTE + 1,
                 before_commit=refuse,
             )
@@ -281,7 +272,7 @@ async def test_prometheus_minutes_carry_no_percentiles(tmp_path: Path) -> None:
     k = SeriesKey(MINUTE, "prometheus", "h1:8000", "http", "GET", "/a", 200, "", "", "")
     try:
         await replace_source_minutes(
-            store.writer, "prometheus", [MINUTE], {k: delta([3.0, 4.0])}, MINUTE + 90
+            store.writer, "prometheus", [MINUTE], {k: series_delta([3.0, 4.0])}, MINUTE + 90
         )
         (blob, p50, p95, p99, requests), *_ = (await stored(store)).values()
     finally:

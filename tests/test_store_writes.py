@@ -7,6 +7,8 @@ import random
 import sqlite3
 from pathlib import Path
 
+from support.deltas import series_delta
+
 from mockforge_analytics_plugin import histogram
 from mockforge_analytics_plugin.capture_types import CapturedRequest
 from mockforge_analytics_plugin.config import AnalyticsConfig
@@ -24,20 +26,6 @@ from mockforge_analytics_plugin.store.series import invalidate_series_cache, res
 
 MINUTE = 1_700_000_040  # aligned to 60 s
 KEY = SeriesKey(MINUTE, "middleware", "inst", "http", "GET", "/users/{id}", 200, "ws", "dev", "run-1")
-
-
-def _delta(latencies: list[float], errors: int = 0, sent: int = 0, received: int = 0) -> SeriesDelta:
-    d = SeriesDelta(
-        request_count=len(latencies), error_count=errors, bytes_sent=sent, bytes_received=received
-    )
-    for v in latencies:
-        d.latency_count += 1
-        d.latency_sum += v
-        d.latency_min = v if d.latency_min is None else min(d.latency_min, v)
-        d.latency_max = v if d.latency_max is None else max(d.latency_max, v)
-        b = histogram.bucket_index(v)
-        d.histogram[b] = d.histogram.get(b, 0) + 1
-    return d
 
 
 def _minute_row(path: Path, minute: int = MINUTE) -> sqlite3.Row:
@@ -60,11 +48,11 @@ async def test_two_snapshots_into_one_minute_add_up(tmp_path: Path) -> None:
     second = [2.5, 9.0]
     try:
         r1 = await store.write_snapshot(
-            RecorderSnapshot(series={KEY: _delta(first, errors=1, sent=10, received=3)}), now=MINUTE + 1
+            RecorderSnapshot(series={KEY: series_delta(first, errors=1, sent=10, received=3)}), now=MINUTE + 1
         )
         assert r1.rows["metrics_aggregates_minute"] == 1
         await store.write_snapshot(
-            RecorderSnapshot(series={KEY: _delta(second, errors=2, sent=5, received=4)}), now=MINUTE + 2
+            RecorderSnapshot(series={KEY: series_delta(second, errors=2, sent=5, received=4)}), now=MINUTE + 2
         )
         # A delta without latencies (e.g. only a WebSocket session) keeps histogram and percentiles.
         ws_only = SeriesDelta(request_count=1, session_count=1, session_duration_sum=1500.0)
@@ -100,7 +88,7 @@ async def test_min_max_null_handling(tmp_path: Path) -> None:
     store = await SQLiteStore.open(path)
     try:
         await store.write_snapshot(RecorderSnapshot(series={KEY: SeriesDelta(request_count=1)}), now=MINUTE)
-        await store.write_snapshot(RecorderSnapshot(series={KEY: _delta([3.0])}), now=MINUTE)
+        await store.write_snapshot(RecorderSnapshot(series={KEY: series_delta([3.0])}), now=MINUTE)
         await store.write_snapshot(RecorderSnapshot(series={KEY: SeriesDelta(request_count=1)}), now=MINUTE)
     finally:
         await store.close()
@@ -156,7 +144,7 @@ async def test_clients_errors_and_rollup_marks(tmp_path: Path) -> None:
     store = await SQLiteStore.open(path)
     try:
         snap1 = RecorderSnapshot(
-            series={KEY: _delta([1.0])},
+            series={KEY: series_delta([1.0])},
             clients={ckey: ClientDelta(2, 1, 2, 30.0, 100, 10, {"GET /a": 1, "GET /b": 1})},
             errors=[error],
         )
@@ -203,7 +191,7 @@ async def test_series_ids_are_reused_and_cache_is_per_connection(tmp_path: Path)
         assert len(series_cache(a.writer)) == 2
         # Same dims in a later minute resolve to the same id.
         later = SeriesKey(MINUTE + 60, *[getattr(KEY, f) for f in KEY.__slots__[1:]])
-        await a.write_snapshot(RecorderSnapshot(series={later: _delta([1.0])}), now=MINUTE + 61)
+        await a.write_snapshot(RecorderSnapshot(series={later: series_delta([1.0])}), now=MINUTE + 61)
         rows = await a.reader.execute_fetchall("SELECT DISTINCT series_id FROM metrics_aggregates_minute")
         assert [r[0] for r in rows] == [ids_a[tuple(getattr(KEY, f) for f in KEY.__slots__[1:])]]
     finally:
@@ -214,12 +202,12 @@ async def test_series_ids_are_reused_and_cache_is_per_connection(tmp_path: Path)
 async def test_restart_keeps_data(tmp_path: Path) -> None:
     path = tmp_path / "r.db"
     store = await SQLiteStore.open(path)
-    await store.write_snapshot(RecorderSnapshot(series={KEY: _delta([4.0, 6.0])}), now=MINUTE)
+    await store.write_snapshot(RecorderSnapshot(series={KEY: series_delta([4.0, 6.0])}), now=MINUTE)
     await store.close()
     store = await SQLiteStore.open(path)
     try:
         assert store.applied == []
-        await store.write_snapshot(RecorderSnapshot(series={KEY: _delta([8.0])}), now=MINUTE + 5)
+        await store.write_snapshot(RecorderSnapshot(series={KEY: series_delta([8.0])}), now=MINUTE + 5)
         rows = await store.reader.execute_fetchall(
             "SELECT request_count, latency_sum FROM metrics_aggregates_minute"
         )
@@ -232,7 +220,7 @@ async def test_memory_store_shares_one_connection() -> None:
     store = await SQLiteStore.open(":memory:")
     try:
         assert store.reader is store.writer
-        await store.write_snapshot(RecorderSnapshot(series={KEY: _delta([1.0])}), now=MINUTE)
+        await store.write_snapshot(RecorderSnapshot(series={KEY: series_delta([1.0])}), now=MINUTE)
         rows = await store.reader.execute_fetchall("SELECT request_count FROM metrics_aggregates_minute")
         assert [r[0] for r in rows] == [1]
     finally:
