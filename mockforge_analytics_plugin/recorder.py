@@ -46,17 +46,6 @@ class Recorder(CellFolding):
 
     # -- the request path -------------------------------------------------------------------
 
-    def request_started(self, protocol: str) -> int:
-        """Count a request of ``protocol`` as in flight; return the gauge including it."""
-        n = self.in_flight_gauge.get(protocol, 0) + 1
-        self.in_flight_gauge[protocol] = n
-        return n
-
-    def request_finished(self, protocol: str) -> None:
-        """Count a request of ``protocol`` as no longer in flight."""
-        n = self.in_flight_gauge.get(protocol, 0) - 1
-        self.in_flight_gauge[protocol] = n if n > 0 else 0
-
     def record(self, rec: CapturedRequest) -> None:
         """Add one finished request (appended now, folded into the buffers in small batches)."""
         pending = self._pending

@@ -172,18 +172,6 @@ def test_recent_ring_is_bounded_and_newest_first() -> None:
     assert r.recent(0) == []
 
 
-def test_in_flight_gauge() -> None:
-    r = Recorder(AnalyticsConfig(), instance="h:1")
-    assert r.request_started("http") == 1
-    assert r.request_started("http") == 2
-    assert r.request_started("websocket") == 1
-    r.request_finished("http")
-    assert r.in_flight() == {"http": 1, "websocket": 1}
-    r.request_finished("http")
-    r.request_finished("http")  # never below zero
-    assert r.in_flight()["http"] == 0
-
-
 def test_restore_merges_with_newer_data() -> None:
     r = Recorder(AnalyticsConfig(), instance="h:1")
     r.record(req(duration_ms=10.0))

@@ -56,13 +56,6 @@ class Sink:
         """Build the request at once (the real Recorder defers it to its fold)."""
         self.items.append(CapturedRequest(*raw[0](raw)))
 
-    def request_started(self, protocol: str) -> int:
-        """No in-flight bookkeeping."""
-        return 1
-
-    def request_finished(self, protocol: str) -> None:
-        """No in-flight bookkeeping."""
-
 
 class AnalyticsLike:
     """A plugin with the analytics plugin's capture middleware (default config) and link."""
