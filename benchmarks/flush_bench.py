@@ -1,31 +1,51 @@
 """Flush benchmark: 10k distinct series into a real SQLite file, and the event-loop stall it causes.
 
 Run: python benchmarks/flush_bench.py [--series 10000] [--rounds 3] [--dir /tmp] [--compact-at-once]
-Rounds: an insert of 10k new series into one minute, --rounds updates of the same 10k rows (one
-flush a second for a minute is --rounds 60; each update appends one histogram segment per row),
-a next minute, then "later update" rounds: the same series updated in a minute that starts once
-the first minute is due for compaction, each flush also compacting its bounded share of the
-first minute's rows (store/compaction.py), until none is left. It prints the histogram bytes of
-the first minute's rows while open and after compaction; --compact-at-once first times
-compacting all of them in one transaction (the once-a-minute alternative).
-Prints per round: the write's wall time, the process CPU time and the event-loop thread's CPU
-time it cost (ms; CPU figures are less sensitive to other load on the machine), the worst
-lateness of a 1 ms asyncio ticker running beside it (ms), the ticker's p99 lateness,
-"loop-busy max": the most event-loop-thread CPU spent between two ticks (the share of a stall
-that our code on the loop causes, whatever else the machine runs), and the rows compacted. The
+                                      [--with-host] [--gc-freeze] [--floor-only]
+First the floor: the same upsert SQL on the same schema and pragmas through plain sqlite3, with
+prebuilt parameter tuples (no aiosqlite, no row building, no encoding, no id lookups): an
+insert of 10k rows, then updates of them, one row a statement (executemany) and 100 rows a
+statement (what the store sends). Its update median is the "machine scale" of the run: what
+SQLite alone costs here, so figures from two machines can be compared.
+Then the real Flusher/SQLiteStore rounds: an insert of 10k new series into one minute, --rounds
+updates of the same 10k rows (one flush a second for a minute is --rounds 60; each update appends
+one histogram segment per row), a next minute, then "later update" rounds: the same series
+updated in a minute that starts once the first minute is due for compaction, each flush also
+compacting its bounded share of the first minute's rows (store/compaction.py), until none is
+left (~30 rounds). It prints the histogram bytes of the first minute's rows while open and after
+compaction; --compact-at-once first times compacting all of them in one transaction.
+Each round's snapshot is built just before it and dropped after it, so the heap holds what a
+host's does during a flush (the snapshot's SeriesKey and SeriesDelta objects, two GC-tracked
+objects a series); --with-host also builds the example host's app with the analytics plugin
+(example_host/demo.yaml: Starlette, the plugin's API and pages, uvicorn imported) so the heap has
+a host's modules; --gc-freeze calls gc.freeze() once that start-up is done, as a host can
+(docs/flush.md).
+Per round: the write's wall time, the process CPU time and the event-loop thread's CPU time (ms;
+CPU figures are less sensitive to other load on the machine), the worst lateness of a 1 ms asyncio
+ticker running beside it (the longest a request would have waited, ms), the ticker's p99
+lateness, "loop-busy max": the most event-loop-thread CPU spent between two ticks (the share of a
+stall that runs on the loop thread), "gc max": the longest garbage collection pass during the
+round (ms, on any thread; "/2" marks a full, generation-2 pass) and the rows compacted. The
 "idle" row is the ticker with nothing flushing: the machine's own noise floor.
-Targets (issue 3): <= 100 ms per 10k-series flush, <= 5 ms stall. Figures only; nothing is asserted.
+At the end, one verdict line per target of issue 3 from this run's figures: the median wall time
+of the update rounds against 100 ms, and how many flush rounds stalled the ticker for more than
+5 ms (with the stall max and p99 over all flush rounds); then the machine-scale line.
+Figures only; nothing is asserted.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import random
+import sqlite3
 import statistics
 import tempfile
 import time
+from itertools import chain
 from pathlib import Path
+from typing import Any
 
 from mockforge_analytics_plugin import histogram
 from mockforge_analytics_plugin.config import AnalyticsConfig
@@ -38,9 +58,12 @@ from mockforge_analytics_plugin.snapshot import (
     SeriesDelta,
     SeriesKey,
 )
-from mockforge_analytics_plugin.store import SQLiteStore, compaction
+from mockforge_analytics_plugin.store import SQLiteStore, compaction, sqlite, writes
+from mockforge_analytics_plugin.store import series as store_series
 
 MINUTE = 1_700_000_040
+FLUSH_TARGET_MS = 100.0
+STALL_TARGET_MS = 5.0
 
 
 def make_snapshot(n_series: int, minute: int, seed: int) -> RecorderSnapshot:
@@ -91,6 +114,20 @@ class OneShotRecorder:
         return self.snapshot.request_count()
 
 
+class GcWatch:
+    """Times every garbage collection (gc.callbacks run on whichever thread collects)."""
+
+    def __init__(self) -> None:
+        self.passes: list[tuple[int, float]] = []  # (generation, ms)
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.passes.append((info["generation"], (time.perf_counter() - self._started) * 1000.0))
+
+
 async def ticker(stop: asyncio.Event, lateness: list[float], busy: list[float]) -> None:
     """Sleep 1 ms at a time; record how late each wake-up is (ms) and how much CPU the loop
     thread spent on other callbacks meanwhile (ms): the part of a stall that is our own code."""
@@ -103,20 +140,23 @@ async def ticker(stop: asyncio.Event, lateness: list[float], busy: list[float]) 
 
 
 async def one_round(
-    store: SQLiteStore, snapshot: RecorderSnapshot | None, cfg: AnalyticsConfig, *, now: float
+    store: SQLiteStore, snapshot: RecorderSnapshot | None, cfg: AnalyticsConfig, watch: GcWatch, *, now: float
 ) -> dict[str, float]:
     """Flush one snapshot through a Flusher while the ticker runs; return the figures."""
     flusher = Flusher(OneShotRecorder(snapshot or RecorderSnapshot()), store, cfg)
+    del snapshot  # the recorder holds it until the flush swaps it out, as in a host
     stop = asyncio.Event()
     lateness: list[float] = []
     busy: list[float] = []
     tick = asyncio.create_task(ticker(stop, lateness, busy))
     await asyncio.sleep(0.02)  # ticker warm
     baseline = len(lateness)
+    gc_seen = len(watch.passes)
+    flushing = flusher.recorder.buffered_requests() > 0
     cpu0, loop_cpu0 = time.process_time(), time.thread_time()
     started = time.perf_counter()
-    result = await flusher.flush_once(now=now) if snapshot is not None else None
-    if snapshot is None:  # idle round: the ticker's lateness with nothing flushing (machine noise)
+    result = await flusher.flush_once(now=now) if flushing else None
+    if not flushing:  # idle round: the ticker's lateness with nothing flushing (machine noise)
         await asyncio.sleep(0.2)
     wall = (time.perf_counter() - started) * 1000.0
     cpu = (time.process_time() - cpu0) * 1000.0
@@ -125,6 +165,7 @@ async def one_round(
     stop.set()
     await tick
     during = lateness[baseline:] or [0.0]
+    passes = watch.passes[gc_seen:]
     if result is not None and not result.ok:
         raise SystemExit(f"flush failed: {result.error}")
     return {
@@ -138,6 +179,9 @@ async def one_round(
         "stall_p99_ms": (
             statistics.quantiles(during, n=100, method="inclusive")[98] if len(during) >= 2 else during[0]
         ),
+        "gc_max_ms": max((ms for _, ms in passes), default=0.0),
+        "gc_full": float(sum(1 for gen, _ in passes if gen == 2)),
+        "lateness": during,  # type: ignore[dict-item]
     }
 
 
@@ -168,9 +212,79 @@ async def compact_all_at_once(store: SQLiteStore, minute: int) -> str:
     return f"{rows} rows in one transaction: wall {wall:.1f} ms, cpu {cpu:.1f} ms, loop cpu {loop:.1f} ms"
 
 
+def _floor_connection(path: Path) -> sqlite3.Connection:
+    """A plain sqlite3 connection set up like the store's writer (same per-connection pragmas)."""
+    db = sqlite3.connect(path, isolation_level=None)
+    for pragma in sqlite.connection_pragmas(5000):
+        db.execute(pragma)
+    db.execute("PRAGMA synchronous = NORMAL")
+    return db
+
+
+def _timed(db: sqlite3.Connection, sql: str, params: list[tuple]) -> tuple[float, float]:
+    """One transaction of executemany(sql, params): (wall ms, CPU ms)."""
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    db.execute("BEGIN IMMEDIATE")
+    db.executemany(sql, params)
+    db.execute("COMMIT")
+    return (time.perf_counter() - wall0) * 1000.0, (time.process_time() - cpu0) * 1000.0
+
+
+async def floor_rounds(folder: Path, n_series: int, rounds: int) -> dict[str, list[tuple[float, float]]]:
+    """The plain-sqlite3 floor: the store's upsert SQL with prebuilt parameters, timed alone.
+
+    Two files with the same history: one row a statement and ROWS_PER_STATEMENT rows a
+    statement; their update rounds alternate so both see the same machine noise.
+    """
+    k = writes.ROWS_PER_STATEMENT
+    figures: dict[str, list[tuple[float, float]]] = {"insert": [], "update": [], "update_grouped": []}
+    snapshots = [make_snapshot(n_series, MINUTE, seed=i) for i in range(4)]
+    keys = list(snapshots[0].series)
+    ids = list(range(1, len(keys) + 1))
+    stamp = MINUTE + 30
+    row_sets = [
+        list(writes._minute_rows(list(s.series), list(s.series.values()), ids, stamp)) for s in snapshots
+    ]
+    del snapshots
+    grouped = [
+        [tuple(chain.from_iterable(rows[i : i + k])) for i in range(0, len(rows) - len(rows) % k, k)]
+        for rows in row_sets
+    ]
+    dbs = []
+    for name in ("floor-1.db", "floor-k.db"):
+        store = await SQLiteStore.open(folder / name)  # the schema, through the real migrations
+        await store.close()
+        db = _floor_connection(folder / name)
+        db.execute("BEGIN IMMEDIATE")
+        new = [(i, *store_series.series_dims(key), MINUTE) for i, key in zip(ids, keys, strict=True)]
+        db.executemany(store_series._INSERT, new)
+        db.execute("COMMIT")
+        dbs.append(db)
+    figures["insert"].append(_timed(dbs[0], writes._UPSERT_MINUTE, row_sets[0]))
+    _timed(dbs[1], writes._UPSERT_MINUTES, grouped[0])
+    for r in range(rounds):
+        figures["update"].append(_timed(dbs[0], writes._UPSERT_MINUTE, row_sets[1 + r % 3]))
+        figures["update_grouped"].append(_timed(dbs[1], writes._UPSERT_MINUTES, grouped[1 + r % 3]))
+    for db in dbs:
+        db.close()
+    return figures
+
+
+def build_host() -> Any:
+    """Build the example host's app with the analytics plugin (not started): a host's heap."""
+    import uvicorn  # noqa: F401  (a host runs under it; its modules are part of the heap)
+    from example_host.app import build_app
+    from example_host.config import load_config_file
+
+    demo = Path(__file__).resolve().parent.parent / "example_host" / "demo.yaml"
+    return build_app(load_config_file(demo), config_path=demo)
+
+
 async def main() -> None:
     """Run the rounds and print the figures."""
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--series", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=3, help="update rounds after the first insert")
     parser.add_argument("--dir", default=None, help="folder for the database file (default: a temp dir)")
@@ -179,23 +293,49 @@ async def main() -> None:
         action="store_true",
         help="compact the updated minute in one transaction instead of a bounded number per flush",
     )
+    parser.add_argument("--with-host", action="store_true", help="build the example host app first (heap)")
+    parser.add_argument("--gc-freeze", action="store_true", help="gc.freeze() after start-up, as a host can")
+    parser.add_argument("--floor-only", action="store_true", help="print the plain-sqlite3 floor and stop")
     args = parser.parse_args()
     cfg = AnalyticsConfig()
-    with tempfile.TemporaryDirectory(dir=args.dir) as folder:
-        store = await SQLiteStore.open(Path(folder) / "bench.db")
+    host = build_host() if args.with_host else None
+    with tempfile.TemporaryDirectory(dir=args.dir) as name:
+        folder = Path(name)
+        floor = await floor_rounds(folder, args.series, max(3, args.rounds))
+        print(f"flush of {args.series} distinct series (one minute), batch_size={cfg.batch_size}")
+        print(
+            f"{'round':<34}{'rows':>7}{'wall ms':>9}{'cpu ms':>8}{'loop cpu ms':>12}{'stall max ms':>13}"
+            f"{'stall p99 ms':>13}{'loop-busy max':>14}{'gc max ms':>10}{'compacted':>10}"
+        )
+        k = writes.ROWS_PER_STATEMENT
+        print_floor("floor: insert, plain sqlite3", floor["insert"], args.series)
+        print_floor("floor: update, 1 row/statement", floor["update"], args.series)
+        print_floor(f"floor: update, {k} rows/statement", floor["update_grouped"], args.series)
+        if args.floor_only:
+            print_scale(floor)
+            return
+        if args.gc_freeze:
+            gc.collect()
+            gc.freeze()  # what a host would do once started (docs/flush.md)
+        watch = GcWatch()
+        gc.callbacks.append(watch)
+        store = await SQLiteStore.open(folder / "bench.db")
+        flushes: list[dict[str, float]] = []
+        updates: list[float] = []
         try:
-            print(f"flush of {args.series} distinct series (one minute), batch_size={cfg.batch_size}")
-            print(
-                f"{'round':<28}{'rows':>7}{'wall ms':>9}{'cpu ms':>8}{'loop cpu ms':>12}"
-                f"{'stall max ms':>13}{'stall p99 ms':>13}{'loop-busy max':>14}{'compacted':>10}"
-            )
             labels = ["idle (no flush)", "insert (new series)"]
             labels += [f"update {i} (same rows)" for i in range(1, args.rounds + 1)]
             labels.append("next minute (cached ids)")
             for i, label in enumerate(labels):
                 minute = MINUTE + 60 if label.startswith("next") else MINUTE
                 snap = None if label.startswith("idle") else make_snapshot(args.series, minute, seed=i)
-                print_round(label, await one_round(store, snap, cfg, now=MINUTE + 30))
+                fig = await one_round(store, snap, cfg, watch, now=MINUTE + 30)
+                del snap  # dropped before the next one is built: one snapshot alive at a time
+                print_round(label, fig)
+                if not label.startswith("idle"):
+                    flushes.append(fig)
+                if label.startswith("update"):
+                    updates.append(fig["wall_ms"])
             print(f"open minute after {args.rounds} updates: {await blob_sizes(store, MINUTE)}")
             if args.compact_at_once:
                 print(f"compaction, all at once: {await compact_all_at_once(store, MINUTE)}")
@@ -203,24 +343,77 @@ async def main() -> None:
             # due: each flush also compacts a bounded share of its rows.
             later = MINUTE + 60 + compaction.GRACE_SECONDS
             log = compaction.append_log(store.writer)
-            k = 0
-            while k == 0 or log.pending(later + k):
-                snap = make_snapshot(args.series, later // 60 * 60, seed=1000 + k)
-                fig = await one_round(store, snap, cfg, now=later + k)
-                print_round(f"later update {k + 1} (compacts)", fig)
-                k += 1
+            n = 0
+            while n == 0 or log.pending(later + n):
+                snap = make_snapshot(args.series, later // 60 * 60, seed=1000 + n)
+                fig = await one_round(store, snap, cfg, watch, now=later + n)
+                del snap
+                print_round(f"later update {n + 1} (compacts)", fig)
+                flushes.append(fig)
+                n += 1
             print(f"closed minute after compaction: {await blob_sizes(store, MINUTE)}")
         finally:
+            gc.callbacks.remove(watch)
             await store.close()
+        print_verdicts(updates, flushes)
+        print_scale(floor, updates)
+    del host
 
 
 def print_round(label: str, fig: dict[str, float]) -> None:
     """One table row."""
+    gc_mark = "/2" if fig["gc_full"] else "  "
     print(
-        f"{label:<28}{int(fig['rows']):>7}{fig['wall_ms']:>9.1f}{fig['cpu_ms']:>8.1f}"
+        f"{label:<34}{int(fig['rows']):>7}{fig['wall_ms']:>9.1f}{fig['cpu_ms']:>8.1f}"
         f"{fig['loop_cpu_ms']:>12.1f}{fig['stall_max_ms']:>13.2f}{fig['stall_p99_ms']:>13.2f}"
-        f"{fig['loop_busy_max_ms']:>14.2f}{int(fig['compacted']):>10}"
+        f"{fig['loop_busy_max_ms']:>14.2f}{fig['gc_max_ms']:>8.2f}{gc_mark}{int(fig['compacted']):>10}"
     )
+
+
+def print_floor(label: str, figures: list[tuple[float, float]], rows: int) -> None:
+    """A floor row: median wall and CPU of its rounds (no ticker runs beside it)."""
+    wall = statistics.median(w for w, _ in figures)
+    cpu = statistics.median(c for _, c in figures)
+    print(
+        f"{label:<34}{rows:>7}{wall:>9.1f}{cpu:>8.1f}{'-':>12}{'-':>13}{'-':>13}{'-':>14}{'-':>10}{'-':>10}"
+    )
+
+
+def print_verdicts(updates: list[float], flushes: list[dict[str, float]]) -> None:
+    """One line per target of issue 3, from this run's own figures."""
+    if updates:
+        median = statistics.median(updates)
+        met = "met" if median <= FLUSH_TARGET_MS else "NOT met"
+        print(
+            f"target: 10k-series flush <= {FLUSH_TARGET_MS:.0f} ms: median update wall {median:.1f} ms "
+            f"over {len(updates)} update rounds (min {min(updates):.1f}, max {max(updates):.1f}): {met}"
+        )
+    stalls = [f["stall_max_ms"] for f in flushes]
+    if stalls:
+        late = [ms for f in flushes for ms in f["lateness"]]  # type: ignore[union-attr]
+        p99 = statistics.quantiles(late, n=100, method="inclusive")[98] if len(late) >= 2 else late[0]
+        over = sum(1 for ms in stalls if ms > STALL_TARGET_MS)
+        full = sum(1 for f in flushes if f["gc_full"])
+        met = "met" if over == 0 else "NOT met"
+        print(
+            f"target: no request stalled > {STALL_TARGET_MS:.0f} ms: {over} of {len(stalls)} flush rounds "
+            f"stalled the ticker > {STALL_TARGET_MS:.0f} ms (max {max(stalls):.2f} ms, p99 of all ticks "
+            f"{p99:.2f} ms; {full} rounds had a full GC pass): {met}"
+        )
+
+
+def print_scale(floor: dict[str, list[tuple[float, float]]], updates: list[float] | None = None) -> None:
+    """The machine-scale line: this run's plain-sqlite3 floor of a 10k-row update."""
+    wall = statistics.median(w for w, _ in floor["update"])
+    cpu = statistics.median(c for _, c in floor["update"])
+    grouped = statistics.median(w for w, _ in floor["update_grouped"])
+    line = (
+        f"machine scale: plain sqlite3 update floor {wall:.1f} ms wall, {cpu:.1f} ms CPU one row a "
+        f"statement ({grouped:.1f} ms wall at {writes.ROWS_PER_STATEMENT} rows a statement)"
+    )
+    if updates:
+        line += f"; our update median is {statistics.median(updates) / wall:.2f}x the one-row floor"
+    print(line)
 
 
 if __name__ == "__main__":

@@ -49,7 +49,8 @@ class SnapshotStore(Protocol):
     """What the flusher needs from a store (SQLite today, PostgreSQL later)."""
 
     async def write_snapshot(self, snapshot: RecorderSnapshot, now: float) -> WriteResult:
-        """Write a snapshot in one transaction, or raise having written nothing."""
+        """Write a snapshot in one transaction, or raise having written nothing (the result
+        counts the snapshot's requests: the flusher does not walk its series again)."""
         ...
 
 
@@ -148,7 +149,7 @@ class Flusher:
         self.last_flush_duration_ms = duration_ms
         self.last_flush_rows = written.total_rows
         return FlushResult(
-            True, snapshot.request_count(), dict(written.rows), duration_ms, compacted=written.compacted
+            True, written.requests, dict(written.rows), duration_ms, compacted=written.compacted
         )
 
     def _failed(

@@ -17,7 +17,7 @@ from . import migrations
 from .series import invalidate_series_cache
 from .writes import WriteResult, write_snapshot
 
-__all__ = ["SQLiteStore", "StoreClosedError", "StoreUnavailableError", "writing"]
+__all__ = ["SQLiteStore", "StoreClosedError", "StoreUnavailableError", "connection_pragmas", "writing"]
 
 MEMORY = ":memory:"
 
@@ -39,11 +39,16 @@ def _file_identity(location: str) -> tuple[int, int] | None:
     return (st.st_dev, st.st_ino)
 
 
+def connection_pragmas(busy_timeout_ms: int) -> list[str]:
+    """The pragmas every connection of the store sets (also the flush bench's plain-sqlite3 floor)."""
+    return [f"PRAGMA busy_timeout = {int(busy_timeout_ms)}", "PRAGMA foreign_keys = ON"]
+
+
 async def _connect(location: str, busy_timeout_ms: int) -> aiosqlite.Connection:
     # isolation_level=None: autocommit; every transaction here is an explicit BEGIN ... COMMIT.
     db = await aiosqlite.connect(location, isolation_level=None, timeout=busy_timeout_ms / 1000)
-    await db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-    await db.execute("PRAGMA foreign_keys = ON")
+    for pragma in connection_pragmas(busy_timeout_ms):
+        await db.execute(pragma)
     return db
 
 

@@ -21,14 +21,16 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from itertools import chain, compress
+from operator import attrgetter
 
 import aiosqlite
 
-from ..histogram_numpy import encode_all
 from ..snapshot import ErrorEvent, RecorderSnapshot, SeriesDelta, SeriesKey
 from .client_writes import upsert_clients
 from .compaction import append_log, compact_closed_minutes, compaction_budget, seed_append_log
-from .series import invalidate_series_cache, resolve_series_ids, series_dims
+from .delta_encode import encode_delta
+from .series import SeriesCache, invalidate_series_cache, resolve_series_ids, series_cache, series_dims
 
 __all__ = [
     "WriteResult",
@@ -41,7 +43,8 @@ __all__ = [
 
 logger = logging.getLogger("mockforge.analytics.store")
 
-_LOOP_SLICE = 250  # series whose ids are resolved between two turns of the event loop
+_MINUTE_OF = attrgetter("minute")
+_REQUESTS_OF = attrgetter("request_count")
 
 
 @dataclass(slots=True)
@@ -72,7 +75,8 @@ async def write_snapshot(
     ``before_commit`` runs last inside the transaction; raising there rolls everything back.
     """
     started = time.perf_counter()
-    result = WriteResult(requests=snapshot.request_count())
+    # C-speed sums (attrgetter): a generator over 10k deltas is ~1.5 ms on the loop, in one piece.
+    result = WriteResult(requests=sum(map(_REQUESTS_OF, snapshot.series.values())))
     if snapshot.is_empty():
         return result
     appended: dict[int, list[int]] = {}
@@ -84,7 +88,7 @@ async def write_snapshot(
             result.rows["metrics_aggregates_minute"] = await upsert_minutes(
                 db, snapshot.series, now, batch_size=batch_size, appended=appended
             )
-            touched.update(key.minute for key in snapshot.series)
+            touched.update(map(_MINUTE_OF, snapshot.series))
         if snapshot.clients:
             result.rows["client_analytics"] = await upsert_clients(
                 db, snapshot.clients, now, batch_size=batch_size
@@ -139,18 +143,17 @@ async def rollback_quietly(db: aiosqlite.Connection) -> None:
         pass
 
 
-# p50/p95/p99 are left out (NULL); created_at and updated_at share the last parameter (?18).
+# p50/p95/p99 are left out (NULL); created_at and updated_at share a row's last parameter.
 _MINUTE_COLUMNS = (
     "timestamp, series_id, request_count, error_count, latency_count, latency_sum, latency_min, "
     "latency_max, ttfb_sum, histogram, bytes_sent, bytes_received, injected_latency_sum, fault_count, "
     "session_count, session_duration_sum, active_connections, created_at, updated_at"
 )
+_ROW_PARAMS = 18  # parameters per minute row (see _minute_rows)
 # The histogram is appended (concatenation = sum; CAST because || yields TEXT); a delta without
 # latencies leaves it as it is. Minute rows keep p50/p95/p99 NULL: a row appended to drops the
 # values an older version stored, since they no longer describe its histogram.
-_UPSERT_MINUTE = f"""
-INSERT INTO metrics_aggregates_minute ({_MINUTE_COLUMNS})
-VALUES ({", ".join("?" * 18)}, ?18)
+_ON_CONFLICT = """
 ON CONFLICT (timestamp, series_id) DO UPDATE SET
     request_count = request_count + excluded.request_count,
     error_count = error_count + excluded.error_count,
@@ -174,6 +177,30 @@ ON CONFLICT (timestamp, series_id) DO UPDATE SET
 """
 
 
+def _upsert_sql(rows: int) -> str:
+    """The minute upsert for ``rows`` rows in one statement (numbered parameters, 18 a row)."""
+    values = ", ".join(
+        "("
+        + ", ".join(f"?{_ROW_PARAMS * j + c}" for c in range(1, _ROW_PARAMS + 1))
+        + f", ?{_ROW_PARAMS * (j + 1)})"
+        for j in range(rows)
+    )
+    return f"INSERT INTO metrics_aggregates_minute ({_MINUTE_COLUMNS})\nVALUES {values}{_ON_CONFLICT}"
+
+
+# Rows per statement: each sqlite3 statement execution costs a fixed ~2-3 us on a slow core
+# (reset, bind, step, the sqlite3 module's per-row work) besides the row itself, so many rows
+# per statement cut the floor of a 10k-row update by ~20% (`flush_bench.py --floor`). Rows
+# of one statement must have distinct keys (true: one row per SeriesKey), which PostgreSQL's
+# ON CONFLICT also requires.
+ROWS_PER_STATEMENT = 100
+_UPSERT_MINUTE = _upsert_sql(1)
+_UPSERT_MINUTES = _upsert_sql(ROWS_PER_STATEMENT)
+# Rows prepared on the event loop between two of its turns (~1-1.5 ms on a slow core, most of it
+# encoding their histograms); a multiple of ROWS_PER_STATEMENT.
+_LOOP_SLICE = 250
+
+
 async def upsert_minutes(
     db: aiosqlite.Connection,
     series: Mapping[SeriesKey, SeriesDelta],
@@ -186,53 +213,113 @@ async def upsert_minutes(
 
     ``appended`` (when given) collects {minute: series ids} of the rows given a histogram segment.
     """
-    items = list(series.items())
-    stamp = int(now)
+    # Keys and deltas as two lists, not a list of (key, delta) pairs: 10k pairs would be GC-tracked
+    # objects living through the whole flush (promoted, they bring the next full collection nearer).
+    keys = list(series)
+    deltas = list(series.values())
     step = max(1, batch_size)
-    # Chunk by chunk: ids are resolved on the event loop in slices of _LOOP_SLICE series (the
-    # loop gets a turn between slices), then the chunk's upsert runs on aiosqlite's thread. Not
-    # overlapped with the next chunk's slices: both halves are Python, and sharing the GIL cost
-    # more than the overlap won (`flush_bench.py --rounds 10`: update CPU ~110-150 -> ~180-190 ms).
-    for start in range(0, len(items), step):
-        chunk = items[start : start + step]
-        series_ids: list[int] = []
-        for first in range(0, len(chunk), _LOOP_SLICE):
-            part = chunk[first : first + _LOOP_SLICE]
-            dims_list = [series_dims(key) for key, _ in part]
-            ids = await resolve_series_ids(db, dims_list, now, batch_size=step)
-            series_ids += [ids[dims] for dims in dims_list]
-            if appended is not None:
-                _note_appends(appended, part, series_ids[first:])
-            await asyncio.sleep(0)
-        # A generator: sqlite3's executemany pulls the rows on aiosqlite's thread, so encoding
-        # the deltas runs there, between the per-row sqlite3_step calls that release the GIL.
-        await db.executemany(_UPSERT_MINUTE, _minute_rows(chunk, series_ids, stamp))
-    return len(items)
+    cache = series_cache(db)
+    # Chunk by chunk: everything Python does for a row (id lookup, histogram encoding, the
+    # parameter tuples) runs on the event loop in slices of _LOOP_SLICE rows, then the chunk's
+    # statements run on aiosqlite's thread with their parameters ready. That thread then holds the
+    # GIL only to bind parameters (it releases it in every sqlite3_step); Python work there made
+    # the loop wait for the GIL up to the switch interval (5 ms), often twice a tick. Serial, not
+    # overlapped with the next chunk's slices: measured no faster (each side waits for the GIL
+    # the other holds) and with more ticks late by over 5 ms (6 of 15 rounds against 2 of 15).
+    for start in range(0, len(keys), step):
+        statements, singles = await _prepare_chunk(
+            db, cache, keys[start : start + step], deltas[start : start + step], now, step, appended
+        )
+        # What came due during the last slice runs before the writer starts: a loop that wants
+        # the GIL back while the writer binds and steps can lose it for the writer's whole run.
+        await _yield_to_loop()
+        if statements:
+            await db.executemany(_UPSERT_MINUTES, statements)
+        if singles:
+            await db.executemany(_UPSERT_MINUTE, singles)
+    return len(keys)
+
+
+async def _prepare_chunk(
+    db: aiosqlite.Connection,
+    cache: SeriesCache,
+    keys: list[SeriesKey],
+    deltas: list[SeriesDelta],
+    now: float,
+    batch_size: int,
+    appended: dict[int, list[int]] | None,
+) -> tuple[list[tuple], list[tuple]]:
+    """The parameters of a chunk's statements, built on the event loop in slices."""
+    k = ROWS_PER_STATEMENT
+    stamp = int(now)
+    statements: list[tuple] = []
+    singles: list[tuple] = []
+    for first in range(0, len(keys), _LOOP_SLICE):
+        await _yield_to_loop()
+        part_keys = keys[first : first + _LOOP_SLICE]
+        part_deltas = deltas[first : first + _LOOP_SLICE]
+        series_ids = await _series_ids(db, cache, part_keys, now, batch_size)
+        if appended is not None:
+            _note_appends(appended, part_keys, part_deltas, series_ids)
+        rows = list(_minute_rows(part_keys, part_deltas, series_ids, stamp))
+        whole = len(rows) - len(rows) % k
+        statements += [tuple(chain.from_iterable(rows[i : i + k])) for i in range(0, whole, k)]
+        singles += rows[whole:]
+    return statements, singles
+
+
+async def _yield_to_loop() -> None:
+    """Let every callback and coroutine that is due run before we go on.
+
+    ``sleep(0)`` is not enough: it puts this task back at the end of the ready queue, where a
+    timer that fired meanwhile is still one turn away from waking its coroutine, so that one
+    would wait for our next slice too (measured: loop busy 5-7 ms between two ticks of a 1 ms
+    ticker with 2.5 ms slices). A timer of our own comes due after those already due, so their
+    coroutines run first.
+    """
+    await asyncio.sleep(1e-6)
+
+
+async def _series_ids(
+    db: aiosqlite.Connection, cache: SeriesCache, keys: list[SeriesKey], now: float, batch_size: int
+) -> list[int]:
+    """Series ids of ``keys`` in order: from the cache, the missing ones read or created."""
+    ids = cache.ids_of(keys)
+    if None not in ids:
+        return ids  # type: ignore[return-value]
+    missing = [key for key, series_id in zip(keys, ids, strict=True) if series_id is None]
+    found = await resolve_series_ids(db, missing, now, batch_size=batch_size)
+    return [
+        found[series_dims(key)] if series_id is None else series_id
+        for key, series_id in zip(keys, ids, strict=True)
+    ]
 
 
 def _note_appends(
-    appended: dict[int, list[int]], part: list[tuple[SeriesKey, SeriesDelta]], series_ids: list[int]
+    appended: dict[int, list[int]], keys: list[SeriesKey], deltas: list[SeriesDelta], series_ids: list[int]
 ) -> None:
-    """Add {minute: series ids} of the rows in ``part`` that get a histogram segment."""
-    for (key, delta), series_id in zip(part, series_ids, strict=True):
-        if delta.histogram:
-            minute = appended.get(key.minute)
-            if minute is None:
-                minute = appended[key.minute] = []
-            minute.append(series_id)
+    """Add {minute: series ids} of the rows that get a histogram segment."""
+    with_histogram = compress(range(len(deltas)), [d.histogram for d in deltas])
+    minutes = list(map(_MINUTE_OF, keys))
+    first = minutes[0] if minutes else 0
+    if minutes.count(first) == len(minutes):  # the usual case: one minute in the chunk
+        appended.setdefault(first, []).extend(series_ids[i] for i in with_histogram)
+        return
+    for i in with_histogram:
+        appended.setdefault(minutes[i], []).append(series_ids[i])
 
 
 def _minute_rows(
-    items: list[tuple[SeriesKey, SeriesDelta]], series_ids: list[int], stamp: int
+    keys: list[SeriesKey], deltas: list[SeriesDelta], series_ids: list[int], stamp: int
 ) -> Iterator[tuple]:
-    """Yield one upsert parameter tuple per series (the deltas' histograms encoded in one pass)."""
-    blobs = encode_all([delta.histogram for _, delta in items])
-    for (key, delta), series_id, blob in zip(items, series_ids, blobs, strict=True):
+    """Yield one upsert parameter tuple per series (its delta's histogram encoded)."""
+    for key, delta, series_id in zip(keys, deltas, series_ids, strict=True):
         yield (
             key.minute, series_id, delta.request_count, delta.error_count, delta.latency_count,
-            delta.latency_sum, delta.latency_min, delta.latency_max, delta.ttfb_sum, blob or None,
-            delta.bytes_sent, delta.bytes_received, delta.injected_latency_sum, delta.fault_count,
-            delta.session_count, delta.session_duration_sum, delta.active_connections, stamp,
+            delta.latency_sum, delta.latency_min, delta.latency_max, delta.ttfb_sum,
+            encode_delta(delta.histogram) or None, delta.bytes_sent,
+            delta.bytes_received, delta.injected_latency_sum, delta.fault_count, delta.session_count,
+            delta.session_duration_sum, delta.active_connections, stamp,
         )  # fmt: skip
 
 

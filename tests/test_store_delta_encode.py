@@ -1,0 +1,57 @@
+"""The flush's delta encoder writes exactly the bytes of histogram.encode, for any histogram."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mockforge_analytics_plugin import histogram
+from mockforge_analytics_plugin.store.delta_encode import encode_delta
+
+# Buckets near a base (one segment, or just past 255 apart), near both ends of the index range;
+# counts around the one-byte limit, zero (dropped) and large.
+_BASES = st.sampled_from([0, 1, 300, 65535 - 300, 65535])
+_OFFSETS = st.one_of(st.integers(0, 20), st.integers(0, 300), st.sampled_from([254, 255, 256, 1000]))
+_COUNTS = st.one_of(st.integers(1, 3), st.sampled_from([0, 15, 16, 255, 256, 65535, 70_000, 2**33]))
+
+
+@st.composite
+def deltas(draw: st.DrawFn) -> dict[int, int]:
+    """A histogram as a flush delta holds it: bucket index -> count."""
+    base = draw(_BASES)
+    entries = draw(st.lists(st.tuples(_OFFSETS, _COUNTS), max_size=40))
+    return {min(base + offset, 65535): count for offset, count in entries}
+
+
+@settings(max_examples=500, deadline=None)
+@given(deltas())
+def test_same_bytes_as_the_reference_encoder(hist: dict[int, int]) -> None:
+    assert encode_delta(hist) == histogram.encode(hist)
+
+
+@pytest.mark.parametrize(
+    "hist",
+    [
+        {},
+        {300: 1},
+        {300: 2},
+        {300: 255},
+        {0: 1, 255: 1},  # one segment, the widest gap
+        {0: 1, 256: 1},  # two segments
+        dict.fromkeys(range(300, 316), 1),  # 16 observations: a 5-byte header
+        {300: 1, 302: 1, 310: 3},  # PAIRS
+        dict.fromkeys(range(300, 310), 7),  # RUN
+    ],
+)
+def test_segment_kinds_and_edges(hist: dict[int, int]) -> None:
+    assert encode_delta(hist) == histogram.encode(hist)
+    assert histogram.decode(encode_delta(hist)) == {i: c for i, c in hist.items() if c}
+
+
+@pytest.mark.parametrize("hist", [{300: -1}, {70_000: 1}, {-1: 1}, {300: 1, 301: -2}])
+def test_bad_input_raises_like_the_reference(hist: dict[int, int]) -> None:
+    with pytest.raises(ValueError):
+        histogram.encode(hist)
+    with pytest.raises(ValueError):
+        encode_delta(hist)

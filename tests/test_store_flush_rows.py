@@ -1,0 +1,127 @@
+"""The flush's minute upsert: rows grouped many to a statement store exactly what one row a
+statement stores, whatever the chunking; the loop gets its turn between slices."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from mockforge_analytics_plugin import histogram
+from mockforge_analytics_plugin.snapshot import RecorderSnapshot, SeriesDelta, SeriesKey
+from mockforge_analytics_plugin.store import SQLiteStore, writes
+
+MINUTE = 1_700_000_040
+
+
+def _snapshot(seed: int, n: int) -> RecorderSnapshot:
+    """n of 400 possible series over three minutes; HTTP and WebSocket deltas, some without latencies."""
+    rng = random.Random(seed)
+    series: dict[SeriesKey, SeriesDelta] = {}
+    for i in rng.sample(range(400), n):
+        protocol = "websocket" if i % 7 == 0 else "http"
+        key = SeriesKey(MINUTE + 60 * (i % 3), "middleware", "h:1", protocol, "GET", f"/e{i % 50}",
+                        200 + i % 4, "w", "dev", f"r{i % 2}")  # fmt: skip
+        d = SeriesDelta(request_count=rng.randint(1, 3), error_count=rng.randint(0, 1))
+        d.fault_count, d.active_connections = rng.randint(0, 1), rng.randint(0, 5)
+        d.bytes_sent, d.injected_latency_sum, d.ttfb_sum = rng.randint(0, 999), rng.random(), rng.random()
+        if protocol == "websocket":
+            d.session_count, d.session_duration_sum = 1, rng.random() * 1000
+        for _ in range(rng.randint(0, 4) if protocol == "http" else 0):
+            v = rng.lognormvariate(2, 1)
+            d.latency_count += 1
+            d.latency_sum += v
+            d.latency_min = v if d.latency_min is None else min(v, d.latency_min)
+            d.latency_max = v if d.latency_max is None else max(v, d.latency_max)
+            b = histogram.bucket_index(v)
+            d.histogram[b] = d.histogram.get(b, 0) + rng.choice([1, 1, 300])
+        series[key] = d
+    return RecorderSnapshot(series=series)
+
+
+def _rows(path: Path) -> list[tuple]:
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute(
+            "SELECT m.*, s.endpoint, s.status_code, s.protocol, s.test_run FROM metrics_aggregates_minute m "
+            "JOIN series s USING (series_id) ORDER BY m.timestamp, s.endpoint, s.status_code, s.protocol, "
+            "s.test_run"
+        ).fetchall()
+    finally:
+        conn.close()
+
+
+async def _write_all(path: Path, batch_size: int) -> list[tuple]:
+    store = await SQLiteStore.open(path, batch_size=batch_size)
+    try:
+        # New series appear in later flushes too (cache misses in the middle of a chunk).
+        for i, n in enumerate([350, 333, 7, 1, 260, 399]):
+            await store.write_snapshot(_snapshot(i, n), now=MINUTE + 30 + i)
+    finally:
+        await store.close()
+    return [row[:1] + row[2:] for row in _rows(path)]  # series ids depend on creation order
+
+
+async def test_grouped_statements_store_what_one_row_a_statement_stores(tmp_path: Path) -> None:
+    one_a_statement = await _write_all(tmp_path / "one.db", batch_size=1)
+    assert len(one_a_statement) == len({(r[0], *r[-4:]) for r in one_a_statement}) > 300
+    for batch_size in (7, 100, 250, 1000):
+        assert await _write_all(tmp_path / f"b{batch_size}.db", batch_size) == one_a_statement, batch_size
+
+
+def test_the_grouped_statement_is_the_single_one_repeated() -> None:
+    sql = writes._upsert_sql(3)
+    assert sql.count("(?") == 3 and "?54)" in sql and "?55" not in sql
+    assert writes._upsert_sql(1).split("ON CONFLICT")[1] == sql.split("ON CONFLICT")[1]
+
+
+async def test_yield_lets_a_coroutine_woken_meanwhile_run_first() -> None:
+    order: list[str] = []
+
+    async def timer() -> None:
+        await asyncio.sleep(0.001)
+        order.append("timer")
+
+    task = asyncio.create_task(timer())
+    await asyncio.sleep(0)  # the timer is armed
+    end = time.perf_counter() + 0.005
+    while time.perf_counter() < end:  # a slice of work: the timer comes due meanwhile
+        pass
+    await writes._yield_to_loop()
+    order.append("next slice")
+    await task
+    assert order == ["timer", "next slice"]
+
+
+@pytest.mark.parametrize("n", [0, 1, 99, 100, 101, 250, 251])
+async def test_every_row_is_written_once_around_the_group_size(tmp_path: Path, n: int) -> None:
+    rng = random.Random(n)
+    snap = RecorderSnapshot(
+        series={
+            SeriesKey(MINUTE, "middleware", "h:1", "http", "GET", f"/e{i}", 200, "w", "dev", ""): SeriesDelta(
+                request_count=rng.randint(1, 9)
+            )
+            for i in range(n)
+        }
+    )
+    store = await SQLiteStore.open(tmp_path / "n.db")
+    try:
+        await store.write_snapshot(snap, now=MINUTE + 1)
+        await store.write_snapshot(snap, now=MINUTE + 2)
+    finally:
+        await store.close()
+    conn = sqlite3.connect(tmp_path / "n.db")
+    try:
+        counts = dict(
+            conn.execute(
+                "SELECT s.endpoint, m.request_count FROM metrics_aggregates_minute m "
+                "JOIN series s USING (series_id)"
+            ).fetchall()
+        )
+    finally:
+        conn.close()
+    assert counts == {k.endpoint: 2 * d.request_count for k, d in snap.series.items()}
