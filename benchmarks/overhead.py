@@ -57,6 +57,8 @@ PATH = "/api/users/42"
 INSTR_SMALL, INSTR_LARGE = 300, 1500  # requests per callgrind run (see the module doc)
 VARIANTS = ("off", "noop", "on")
 EXTRA_PLUGINS = {"noop": "noop=overhead:noop_plugin", "capture": "capture=overhead:capture_plugin"}
+# "pure": the plugin on, with its compiled capture modules replaced by their .py files (speedups.py).
+PURE_ENV = {"MOCKFORGE_ANALYTICS_PURE_PYTHON": "1"}
 
 
 # -- the no-op plugin (imported by the host process through MOCKFORGE_EXTRA_PLUGINS) -----------
@@ -167,7 +169,7 @@ def host_executable() -> str:
 def write_config(folder: Path, variant: str) -> Path:
     """A host config with one small JSON route; the plugin section depends on the variant."""
     plugins: dict[str, Any] = {}
-    if variant == "on":
+    if variant in ("on", "pure"):
         plugins["analytics"] = {"database_path": str(folder / "analytics.db")}
     elif variant in EXTRA_PLUGINS:
         plugins[variant] = {}
@@ -210,7 +212,7 @@ class Server:
 def start_server(folder: Path, variant: str) -> Server:
     """Start one host pinned to core 0 and wait until it answers."""
     port = free_port()
-    env = dict(os.environ)
+    env = dict(os.environ, **(PURE_ENV if variant == "pure" else {}))
     if variant in EXTRA_PLUGINS:
         env["MOCKFORGE_EXTRA_PLUGINS"] = EXTRA_PLUGINS[variant]
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE), env.get("PYTHONPATH")]))
@@ -360,7 +362,9 @@ def run_inproc(variant: str, requests: int) -> None:
 def callgrind_instructions(variant: str, requests: int, folder: Path) -> int:
     """Instructions executed by one in-process run (valgrind --tool=callgrind)."""
     out = folder / f"callgrind.{variant}.{requests}.out"
-    env = dict(os.environ, PYTHONHASHSEED="0", OPENBLAS_NUM_THREADS="1")
+    env = dict(
+        os.environ, PYTHONHASHSEED="0", OPENBLAS_NUM_THREADS="1", **(PURE_ENV if variant == "pure" else {})
+    )
     cmd = ["valgrind", "--tool=callgrind", "--dump-instr=no", f"--callgrind-out-file={out}",
            sys.executable, __file__, "--_inproc", variant, str(requests)]  # fmt: skip
     done = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -451,7 +455,8 @@ def main() -> None:
     parser.add_argument(
         "--diagnose",
         action="store_true",
-        help="add a 'capture' variant: capture middleware + recorder only (no store, no mount)",
+        help="add a 'capture' variant (capture middleware + recorder only: no store, no mount) and a "
+        "'pure' one (the plugin on with its compiled modules' .py files: what mypyc saves)",
     )
     parser.add_argument(
         "--no-instructions", action="store_true", help="skip the callgrind instruction counts"
@@ -460,7 +465,16 @@ def main() -> None:
         "--instructions-only", action="store_true", help="print the callgrind instruction counts only"
     )
     args = parser.parse_args()
-    variants = (*VARIANTS, "capture") if args.diagnose else VARIANTS
+    variants = (*VARIANTS, "capture", "pure") if args.diagnose else VARIANTS
+    from mockforge_analytics_plugin import speedups
+
+    compiled = speedups.compiled_modules()
+    print("plugin capture path: " + (f"compiled with mypyc ({', '.join(compiled)})" if compiled else
+          "pure Python (not compiled: see setup.py)"))  # fmt: skip
+    if speedups.stale_modules():
+        print(
+            f"WARNING: compiled modules older than their source: {speedups.stale_modules()} (pip install -e .)"
+        )
     if not args.no_instructions:
         if shutil.which("valgrind"):
             print_instructions(variants)

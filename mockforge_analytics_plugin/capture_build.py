@@ -1,8 +1,9 @@
 """The record builder: turns what the capture middleware queued for a request into CapturedRequest
 fields (headers, client id, endpoint, the host's scope contract).
 
-It runs when the Recorder folds its batch, off the request's path: the middleware only queues
-references and numbers (see :data:`RAW_FIELDS`).
+It runs when the Recorder folds its batch, off the request's path: the middleware only queues a
+:class:`RawRequest` (references and numbers). This module is compiled with mypyc (setup.py), so
+its types are checked at run time: the annotations here are exact on purpose.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from .normalise import normalise_path
 __all__ = [
     "MAX_ERROR_MESSAGE_CHARS",
     "MAX_PATH_CHARS",
-    "RAW_FIELDS",
+    "Fields",
+    "InFlight",
+    "RawRequest",
     "RequestBuilder",
     "parse_traceparent",
 ]
@@ -29,13 +32,95 @@ MAX_METHOD_CHARS = 16
 MAX_TEST_RUN_CHARS = 128
 MAX_HEADER_ID_CHARS = 128  # request ids
 MAX_ERROR_MESSAGE_CHARS = 512
-# What the middleware queues per request, in order (a tuple: the first item, a RequestBuilder's
-# bound build method, builds it).
-RAW_FIELDS = (
-    "build", "timestamp", "protocol", "path", "outer_root_path", "status_code", "duration_ms",
-    "ttfb_ms", "bytes_sent", "bytes_received", "body_read", "error_type", "error_message",
-    "in_flight", "headers", "client", "mockforge", "route", "root_path", "method",
-)  # fmt: skip
+# CapturedRequest's fields, in order: (timestamp, protocol, method, endpoint, path, status_code,
+# duration_ms, ttfb_ms, bytes_sent, bytes_received, client_id, user_agent, workspace_id,
+# environment, test_run, mock_route_id, injected_latency_ms, fault_injected, trace_id, span_id,
+# error_type, error_message, request_id, in_flight). A fixed tuple type: compiled, it is a C struct
+# until the recent-requests ring keeps it.
+Fields = tuple[
+    float,
+    str,
+    str,
+    str,
+    str,
+    int,
+    float,
+    float,
+    int,
+    int,
+    str,
+    str,
+    str,
+    str,
+    str,
+    str,
+    float,
+    bool,
+    str,
+    str,
+    str,
+    str,
+    str,
+    int,
+]
+
+
+class InFlight:
+    """Requests in flight per protocol: the capture middleware updates it in place (native
+    counters when compiled: no dict operations on the request path)."""
+
+    __slots__ = ("graphql", "http", "websocket")
+
+    def __init__(self) -> None:
+        self.http = 0
+        self.graphql = 0
+        self.websocket = 0
+
+    def as_dict(self) -> dict[str, int]:
+        """The gauge per protocol."""
+        return {"http": self.http, "graphql": self.graphql, "websocket": self.websocket}
+
+
+class RawRequest:
+    """What the middleware queues for one finished request: references and numbers only; the
+    builder turns it into :data:`Fields` when the recorder folds its batch.
+
+    The queuing side sets every field before queuing (the HTTP path fills them as the request ends).
+    """
+
+    __slots__ = ("builder", "client", "duration_ms", "error_message", "error_type", "headers", "in_flight",
+                 "method", "mf", "outer_root", "path", "protocol", "read_any", "received", "root_path",
+                 "route", "sent", "status", "ts", "ttfb_ms")  # fmt: skip
+
+    builder: RequestBuilder
+    ts: float
+    protocol: str
+    path: str
+    outer_root: str  # the server's root_path, stripped before templates and exclusion
+    status: int
+    duration_ms: float
+    ttfb_ms: float
+    sent: int
+    received: int
+    read_any: bool  # the app read the request body (else Content-Length counts)
+    error_type: str
+    error_message: str
+    in_flight: int
+    headers: Any
+    client: Any
+    mf: Any  # the host's scope["mockforge"]
+    route: Any
+    root_path: str
+    method: str
+
+    def __init__(self, builder: RequestBuilder) -> None:
+        self.builder = builder
+
+    def build(self) -> Fields:
+        """The CapturedRequest fields of this request."""
+        return self.builder.build(self)
+
+
 # W3C trace context: version-traceid-parentid-flags, lowercase hex; version ff is invalid.
 _TRACEPARENT = re.compile(rb"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?")
 _ZERO_TRACE = b"0" * 32
@@ -87,18 +172,17 @@ class RequestBuilder:
         self._header_slots = slots
         self._trusted = TrustedProxies(config.trusted_proxies)
 
-    def build(self, raw: tuple[Any, ...]) -> tuple[Any, ...]:
-        """CapturedRequest fields, in order, of a request queued as ``raw`` (see RAW_FIELDS)."""
-        (
-            _, ts, protocol, path, outer_root, status, duration_ms, ttfb_ms, sent, received,
-            read_any, error_type, error_message, in_flight, headers, client, mf, route, root, method,
-        ) = raw  # fmt: skip
+    def build(self, raw: RawRequest) -> Fields:
+        """CapturedRequest fields, in order, of a queued request."""
+        path = raw.path
+        method = raw.method
+        received = raw.received
         user_agent = trace_id = span_id = test_run = request_id = ""
         client_header: str | None = None
         forwarded: str | None = None
         content_length = b""
         slots = self._header_slots
-        for name, value in headers or ():
+        for name, value in raw.headers or ():
             slot = slots.get(name)
             if slot is None:
                 continue
@@ -117,29 +201,26 @@ class RequestBuilder:
                 test_run = _header_text(value, MAX_TEST_RUN_CHARS)
             else:
                 request_id = _header_text(value, MAX_HEADER_ID_CHARS)
-        if content_length and not read_any and content_length.isdigit() and len(content_length) <= 18:
+        if content_length and not raw.read_any and content_length.isdigit() and len(content_length) <= 18:
             received = int(content_length)  # the body arrived even though the app never read it
+        client = raw.client
         peer = client[0] if client else ""
         if client_header is None and forwarded is None and type(peer) is str:
             client_id = peer if len(peer) <= MAX_CLIENT_ID_CHARS else peer[:MAX_CLIENT_ID_CHARS]
         else:
             client_id = resolve_client_id(str(peer), client_header, forwarded, self._trusted)
 
+        mf = raw.mf
         if mf:
-            try:  # the host's scope contract (example_host/hookspecs.py) guarantees these keys
-                template = mf["route_template"]
-                workspace = mf["workspace"] or "default"
-                environment = mf["environment"] or "dev"
-                route_id = mf["route_id"] or ""
-                injected = mf["injected_latency_ms"] or 0.0
-                fault = bool(mf["fault_injected"])
-            except (KeyError, TypeError):  # another host: take what is there
-                template = mf.get("route_template")
-                workspace = mf.get("workspace") or "default"
-                environment = mf.get("environment") or "dev"
-                route_id = mf.get("route_id") or ""
-                injected = mf.get("injected_latency_ms") or 0.0
-                fault = bool(mf.get("fault_injected"))
+            # The host's scope contract (example_host/hookspecs.py); another host may leave keys
+            # out. A dict (as the contract says) is read directly: compiled, that is a C lookup.
+            d: dict[str, Any] = mf if isinstance(mf, dict) else dict(mf)
+            template = d.get("route_template")
+            workspace = d.get("workspace") or "default"
+            environment = d.get("environment") or "dev"
+            route_id = d.get("route_id") or ""
+            injected = d.get("injected_latency_ms") or 0.0
+            fault = bool(d.get("fault_injected"))
             if type(workspace) is not str:
                 workspace = str(workspace)
             if type(environment) is not str:
@@ -157,13 +238,14 @@ class RequestBuilder:
         if template and type(template) is str:
             endpoint = template if len(template) <= MAX_PATH_CHARS else template[:MAX_PATH_CHARS]
         else:
-            endpoint = _endpoint(route, root, path, outer_root)
+            endpoint = _endpoint(raw.route, raw.root_path, path, raw.outer_root)
         if len(path) > MAX_PATH_CHARS:
             path = path[:MAX_PATH_CHARS]
         if len(method) > MAX_METHOD_CHARS:
             method = method[:MAX_METHOD_CHARS]
         return (
-            ts, protocol, method, endpoint, path, status, duration_ms, ttfb_ms, sent, received,
-            client_id, user_agent, workspace, environment, test_run, route_id, injected, fault,
-            trace_id, span_id, error_type, error_message, request_id, in_flight,
+            raw.ts, raw.protocol, method, endpoint, path, raw.status, raw.duration_ms, raw.ttfb_ms,
+            raw.sent, received, client_id, user_agent, workspace, environment, test_run, route_id,
+            injected, fault, trace_id, span_id, raw.error_type, raw.error_message, request_id,
+            raw.in_flight,
         )  # fmt: skip

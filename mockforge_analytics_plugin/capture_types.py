@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Protocol
 
-__all__ = ["OTHER", "CapturedRequest", "error_category"]
+__all__ = ["OTHER", "CapturedRequest", "RawRecorder", "error_category"]
 
 # The value a capped dimension (endpoint, client, test run) takes past its cap.
 OTHER = "__other__"
@@ -55,3 +56,15 @@ def error_category(status_code: int, error_type: str = "") -> str:
     if 500 <= status_code < 600:
         return "server_error"
     return "other"
+
+
+class RawRecorder(Protocol):
+    """What the capture middleware records into (the Recorder, or a test's stand-in).
+
+    A protocol, not the Recorder class: the compiled middleware checks concrete annotated types
+    at run time, and a stand-in is not a Recorder.
+    """
+
+    def record_raw(self, raw: Any) -> None:
+        """Queue one finished request (a capture_build.RawRequest; ``raw.build()`` gives its fields)."""
+        ...

@@ -1,9 +1,10 @@
 """Pure ASGI capture middleware: times every HTTP request and WebSocket session into a Recorder.
 
 Stateless: everything about one request lives in locals of ``__call__`` and its per-request
-``_HttpCall``; the only shared object is the Recorder, whose ``record_raw`` only appends and never
-awaits (``capture_build`` turns what it queued into a record later). Lifespan and other scope
-types pass straight through.
+``_HttpCall`` (which is also the RawRequest it queues); the only shared object is the Recorder,
+whose ``record_raw`` only appends and never awaits (``capture_build`` turns what it queued into a
+record later). Lifespan and other scope types pass straight through. Compiled with mypyc
+(setup.py): annotations here are checked at run time.
 """
 
 from __future__ import annotations
@@ -12,17 +13,19 @@ import fnmatch
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from .capture_build import MAX_ERROR_MESSAGE_CHARS, RequestBuilder, parse_traceparent
+from .capture_build import MAX_ERROR_MESSAGE_CHARS, InFlight, RawRequest, RequestBuilder, parse_traceparent
+from .capture_types import RawRecorder
 from .config import AnalyticsConfig
-from .recorder import Recorder
 
-__all__ = ["CaptureMiddleware", "parse_traceparent"]  # parse_traceparent: see capture_build
+__all__ = ["CaptureMiddleware", "PrefixMatcher", "parse_traceparent"]  # parse_traceparent: see capture_build
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
+# ASGI scopes and messages are dicts (the spec says so); typed as such, the compiled module uses
+# dict operations directly.
+Scope = dict[str, Any]
+Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
@@ -32,22 +35,25 @@ log = logging.getLogger(__name__)
 _EXCLUDED_CACHE_SIZE = 4096
 _WS_CLIENT_CLOSED = ("WebSocketDisconnect", "ClientDisconnected")
 _CLIENT_GONE = ("ClientDisconnected", "ClientDisconnect")  # uvicorn's (an OSError) and starlette's
+_LOST = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
 
 
 def _utf8_len(text: str) -> int:
     return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
 
 
-class _HttpCall:
-    """What one HTTP request's wrapped receive and send observe (one object per request: cheaper
-    than two closures over eight cells)."""
+class _HttpCall(RawRequest):
+    """One HTTP request: its wrapped receive and send, and then the RawRequest it is queued as
+    (one object per request: no closures, no second object to queue)."""
 
-    __slots__ = ("_perf", "_receive", "_send", "disconnected", "end", "finished", "first_byte",
-                 "read_any", "received", "sent", "status")  # fmt: skip
+    __slots__ = ("_perf", "_receive", "_send", "disconnected", "end", "finished", "first_byte")
 
-    def __init__(self, receive: Receive, send: Send, perf: Callable[[], float]) -> None:
-        self._receive = receive
-        self._send = send
+    def __init__(
+        self, builder: RequestBuilder, receive: Receive, send: Send, perf: Callable[[], float]
+    ) -> None:
+        self.builder = builder
+        self._receive: Receive | None = receive
+        self._send: Send | None = send
         self._perf = perf
         self.status = 0
         self.first_byte = 0.0
@@ -60,8 +66,8 @@ class _HttpCall:
 
     async def receive(self) -> Message:
         """The app's receive: count request bytes, note a disconnect before the response ended."""
-        message = await self._receive()
-        kind = message["type"]
+        message = await self._receive()  # type: ignore[misc]
+        kind: str = message["type"]
         if kind == "http.request":
             self.read_any = True
             self.received += len(message.get("body", b""))
@@ -69,23 +75,45 @@ class _HttpCall:
             self.disconnected = True
         return message
 
-    async def send(self, message: Message) -> None:
-        """The app's send: status, first and last byte times, response bytes."""
-        kind = message["type"]
+    def send(self, message: Message) -> Awaitable[None]:
+        """The app's send: status, first and last byte times, response bytes.
+
+        Only the last body message goes through a coroutine of ours (to time the end after the
+        server took it); the others return the server's own awaitable: one coroutine less per
+        request. A client gone while those are sent surfaces as the app's exception (see
+        ``_client_gone`` in the middleware).
+        """
+        kind: str = message["type"]
         if kind == "http.response.start":
             self.status = message["status"]
             self.first_byte = self._perf()
         elif kind == "http.response.body":
             self.sent += len(message.get("body", b""))
+            if not message.get("more_body", False):
+                return self._send_last(message)
+        return self._send(message)  # type: ignore[misc]
+
+    async def _send_last(self, message: Message) -> None:
         try:
-            await self._send(message)
+            await self._send(message)  # type: ignore[misc]
         except Exception as exc:
-            if isinstance(exc, OSError) or type(exc).__name__ in _CLIENT_GONE:
+            if _client_gone(exc):
                 self.disconnected = True
             raise
-        if kind == "http.response.body" and not message.get("more_body", False):
-            self.end = self._perf()
-            self.finished = True
+        self.end = self._perf()
+        self.finished = True
+
+
+def _client_gone(exc: BaseException) -> bool:
+    """Whether an exception out of the server's send means the client went away."""
+    return isinstance(exc, OSError) or type(exc).__name__ in _CLIENT_GONE
+
+
+def _connection_lost(exc: BaseException) -> bool:
+    """Whether an exception out of the app is a lost client connection (a server's send raising
+    through the app), not the app's own error: narrower than ``_client_gone``, since an app's
+    own OSError (a missing file, say) is a 500."""
+    return isinstance(exc, _LOST) or type(exc).__name__ in _CLIENT_GONE
 
 
 class CaptureMiddleware:
@@ -95,7 +123,7 @@ class CaptureMiddleware:
         self,
         app: ASGIApp,
         *,
-        recorder: Recorder,
+        recorder: RawRecorder,
         config: AnalyticsConfig,
         mount_path: str,
         clock: Callable[[], float] = time.time,
@@ -115,13 +143,11 @@ class CaptureMiddleware:
         # Paths repeat: remember the exclusion verdict (bounded; cleared when full).
         self._excluded_cache: dict[str, bool] = {}
         self._logged_failure = False
-        # One bound method for every request (the recorder calls raw[0](raw) when it folds):
-        # calling a bound method is cheaper than calling an instance.
-        self._build = RequestBuilder(config).build
+        self._builder = RequestBuilder(config)  # every queued request carries it to the fold
         # The in-flight gauge is updated here in place (two method calls less per request); a
         # recorder stand-in without one gets a private gauge.
         gauge = getattr(recorder, "in_flight_gauge", None)
-        self._gauge: dict[str, int] = gauge if gauge is not None else {}
+        self._gauge: InFlight = gauge if isinstance(gauge, InFlight) else InFlight()
 
     def _excluded(self, path: str) -> bool:
         """Whether a path is the mount, under it, or matches exclude_paths (cached verdict)."""
@@ -164,18 +190,26 @@ class CaptureMiddleware:
             await self.app(scope, receive, send)
             return
         perf = self.perf
-        call = _HttpCall(receive, send, perf)
+        call = _HttpCall(self._builder, receive, send, perf)
         start = perf()
         ts = self.clock()
-        protocol = "graphql" if path in self._graphql else "http"
         gauge = self._gauge
-        in_flight = gauge.get(protocol, 0) + 1
-        gauge[protocol] = in_flight
+        graphql = path in self._graphql
+        if graphql:
+            protocol = "graphql"
+            in_flight = gauge.graphql + 1
+            gauge.graphql = in_flight
+        else:
+            protocol = "http"
+            in_flight = gauge.http + 1
+            gauge.http = in_flight
         error_type = ""
         error_message = ""
         try:
             await self.app(scope, call.receive, call.send)
         except Exception as exc:
+            if not call.finished and _connection_lost(exc):
+                call.disconnected = True  # the server's send raised (start or a middle chunk)
             if not call.disconnected:
                 error_type = type(exc).__name__
                 error_message = str(exc)[:MAX_ERROR_MESSAGE_CHARS]
@@ -185,8 +219,10 @@ class CaptureMiddleware:
                 call.disconnected = True
             raise
         finally:
-            n = gauge[protocol] - 1
-            gauge[protocol] = n if n > 0 else 0
+            if graphql:
+                gauge.graphql = max(0, gauge.graphql - 1)
+            else:
+                gauge.http = max(0, gauge.http - 1)
             status = call.status
             if error_type:
                 status = 500
@@ -201,14 +237,26 @@ class CaptureMiddleware:
             try:
                 # Only references and numbers here; parsing happens when the recorder folds its
                 # batch (cache-warm, off this request's path). The scope itself is not kept: its
-                # dicts would outlive the request and cost the garbage collector more.
-                self.recorder.record_raw((
-                    self._build, ts, protocol, path, outer_root, status,
-                    (end - start) * 1000.0, (first_byte - start) * 1000.0 if first_byte else 0.0,
-                    call.sent, call.received, call.read_any, error_type, error_message, in_flight,
-                    scope.get("headers"), scope.get("client"), scope.get("mockforge"),
-                    scope.get("route"), scope.get("root_path", ""), scope.get("method", "GET"),
-                ))  # fmt: skip
+                # dicts would outlive the request and cost the garbage collector more; nor are
+                # the server's receive and send.
+                call._receive = call._send = None
+                call.ts = ts
+                call.protocol = protocol
+                call.path = path
+                call.outer_root = outer_root
+                call.status = status
+                call.duration_ms = (end - start) * 1000.0
+                call.ttfb_ms = (first_byte - start) * 1000.0 if first_byte else 0.0
+                call.error_type = error_type
+                call.error_message = error_message
+                call.in_flight = in_flight
+                call.headers = scope.get("headers")
+                call.client = scope.get("client")
+                call.mf = scope.get("mockforge")
+                call.route = scope.get("route")
+                call.root_path = scope.get("root_path", "")
+                call.method = scope.get("method", "GET")
+                self.recorder.record_raw(call)
             except Exception:  # a capture bug must never break the request it measured
                 self._log_failure()
 
@@ -222,8 +270,8 @@ class CaptureMiddleware:
         ts = self.clock()
         recorder = self.recorder
         gauge = self._gauge
-        in_flight = gauge.get("websocket", 0) + 1
-        gauge["websocket"] = in_flight
+        in_flight = gauge.websocket + 1
+        gauge.websocket = in_flight
         accepted_at = 0.0
         denial_status = 0
         sent = 0
@@ -267,8 +315,7 @@ class CaptureMiddleware:
                 error_message = str(exc)[:MAX_ERROR_MESSAGE_CHARS]
             raise
         finally:
-            n = gauge["websocket"] - 1
-            gauge["websocket"] = n if n > 0 else 0
+            gauge.websocket = max(0, gauge.websocket - 1)
             if error_type:
                 status = 500
             elif accepted_at:
@@ -276,13 +323,27 @@ class CaptureMiddleware:
             else:
                 status = denial_status or 403
             try:
-                recorder.record_raw((
-                    self._build, ts, "websocket", path, outer_root, status, (perf() - start) * 1000.0,
-                    (accepted_at - start) * 1000.0 if accepted_at else 0.0, sent, received, True,
-                    error_type, error_message, in_flight,
-                    scope.get("headers"), scope.get("client"), scope.get("mockforge"),
-                    scope.get("route"), scope.get("root_path", ""), "WS",
-                ))  # fmt: skip
+                raw = RawRequest(self._builder)
+                raw.ts = ts
+                raw.protocol = "websocket"
+                raw.path = path
+                raw.outer_root = outer_root
+                raw.status = status
+                raw.duration_ms = (perf() - start) * 1000.0
+                raw.ttfb_ms = (accepted_at - start) * 1000.0 if accepted_at else 0.0
+                raw.sent = sent
+                raw.received = received
+                raw.read_any = True
+                raw.error_type = error_type
+                raw.error_message = error_message
+                raw.in_flight = in_flight
+                raw.headers = scope.get("headers")
+                raw.client = scope.get("client")
+                raw.mf = scope.get("mockforge")
+                raw.route = scope.get("route")
+                raw.root_path = scope.get("root_path", "")
+                raw.method = "WS"
+                recorder.record_raw(raw)
             except Exception:
                 self._log_failure()
 
@@ -290,3 +351,20 @@ class CaptureMiddleware:
         if not self._logged_failure:
             self._logged_failure = True
             log.exception("analytics capture failed; the request was served but not recorded")
+
+
+class PrefixMatcher:
+    """A Mount's ``matches`` that turns away every path not containing ``needle`` before the
+    Mount's own (regex) matching: the host tries plugin mounts before its mock routes, so every
+    mock request passes here. Compiled with the rest of this module, it costs a C call."""
+
+    def __init__(self, needle: str, matches: Callable[[Scope], Any], no_match: Any) -> None:
+        self._needle = needle
+        self._matches = matches
+        self._no_match = no_match
+
+    def __call__(self, scope: Scope) -> Any:
+        """(Match, child scope) for the router."""
+        if self._needle not in scope["path"]:
+            return self._no_match
+        return self._matches(scope)

@@ -11,8 +11,7 @@ How requests are folded into the buffers: ``recorder_fold``.
 
 from __future__ import annotations
 
-from typing import Any
-
+from .capture_build import InFlight, RawRequest
 from .capture_types import CapturedRequest, error_category
 from .config import AnalyticsConfig
 from .recorder_fold import CellFolding
@@ -42,7 +41,7 @@ class Recorder(CellFolding):
         self.config = config
         self._init_folding(config, instance, source)
         # Requests in flight per protocol: the capture middleware updates it in place.
-        self.in_flight_gauge: dict[str, int] = {}
+        self.in_flight_gauge = InFlight()
 
     # -- the request path -------------------------------------------------------------------
 
@@ -53,12 +52,9 @@ class Recorder(CellFolding):
         if len(pending) >= _BATCH:
             self._fold()
 
-    def record_raw(self, raw: tuple[Any, ...]) -> None:
-        """Queue a request as ``raw``, a tuple whose first item turns it into the CapturedRequest
-        fields, in order, as a tuple.
-
-        The middleware uses this to move parsing (headers, client id, endpoint) into the batch.
-        """
+    def record_raw(self, raw: RawRequest) -> None:
+        """Queue a request as the middleware saw it; it is built (headers, client id, endpoint)
+        when the batch is folded, off the request's path."""
         pending = self._pending
         pending.append(raw)
         if len(pending) >= _BATCH:
@@ -124,7 +120,7 @@ class Recorder(CellFolding):
 
     def in_flight(self) -> dict[str, int]:
         """The in-flight gauge per protocol."""
-        return dict(self.in_flight_gauge)
+        return self.in_flight_gauge.as_dict()
 
     @property
     def totals(self) -> dict[str, int]:

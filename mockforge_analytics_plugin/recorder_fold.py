@@ -11,12 +11,14 @@ not per request.
 from __future__ import annotations
 
 import logging
+import math
 from collections import deque
 from typing import Any
 
+from .capture_build import Fields, RawRequest
 from .capture_types import OTHER, CapturedRequest, error_category
 from .config import AnalyticsConfig
-from .histogram import _INV_LOG_GAMMA, _MAX_INDEX, _ceil, _log
+from .histogram import _INV_LOG_GAMMA, _MAX_INDEX
 from .recorder_merge import MAX_CLIENT_ENDPOINTS, client_index_key, series_index_key
 from .snapshot import ClientDelta, ClientKey, DropCounters, ErrorEvent, SeriesDelta, SeriesKey
 
@@ -29,6 +31,7 @@ TRIM_LOW_WATER = 0.9  # trim to 90% of a bound, so a store that stays down does 
 _INF = float("inf")
 # Cell keys: (minute, protocol, method, endpoint, status, workspace, environment, test_run,
 # client_id, user_agent); the first eight are the series' lookup key (series_index_key).
+CellKey = tuple[int, str, str, str, int, str, str, str, str, str]
 _SERIES_DIMS = 8
 
 
@@ -74,7 +77,7 @@ class Cell:
         self.active = 0  # highest in-flight gauge seen
 
 
-def _fields_of(r: CapturedRequest) -> tuple[Any, ...]:
+def _fields_of(r: CapturedRequest) -> Fields:
     return (
         r.timestamp, r.protocol, r.method, r.endpoint, r.path, r.status_code, r.duration_ms,
         r.ttfb_ms, r.bytes_sent, r.bytes_received, r.client_id, r.user_agent, r.workspace_id,
@@ -91,7 +94,7 @@ class CellFolding:
         self.instance = instance
         self.source = source
         self._drops = DropCounters()
-        self._pending: list[Any] = []  # CapturedRequest or a raw tuple (see Recorder.record_raw)
+        self._pending: list[Any] = []  # RawRequest or CapturedRequest (see Recorder.record_raw)
         self.build_failures = 0
         self._max_endpoints = config.max_endpoints
         self._max_clients = config.max_clients
@@ -103,7 +106,7 @@ class CellFolding:
         self._max_buffered_errors = max(
             1, min(config.max_buffered_events, config.max_error_events_per_minute * 60)
         )
-        self._cells: dict[tuple[Any, ...], Cell] = {}
+        self._cells: dict[CellKey, Cell] = {}
         self._minute = -1  # the newest minute seen, and its window as floats (ts is a float)
         self._minute_start = -_INF
         self._minute_end = -_INF
@@ -121,7 +124,7 @@ class CellFolding:
         # The ring keeps the plain tuples of str/number fields the fold gets (CapturedRequest
         # order; recent() maps them to RecentRequest): the GC stops tracking such tuples, so a
         # full ring adds nothing to every full collection.
-        self._ring: deque[tuple[Any, ...]] = deque(maxlen=max(1, config.recent_requests))
+        self._ring: deque[Fields] = deque(maxlen=max(1, config.recent_requests))
         self._total_requests = 0
         self._total_errors = 0
         self._total_sessions = 0
@@ -137,10 +140,11 @@ class CellFolding:
         minute, start, end = self._minute, self._minute_start, self._minute_end
         failures = self.build_failures
         sessions = 0
+        fields: Fields
         for item in pending:
-            if type(item) is tuple:
+            if isinstance(item, RawRequest):
                 try:
-                    fields = item[0](item)
+                    fields = item.builder.build(item)
                 except Exception:  # a capture bug loses one request, never the batch
                     self._build_failed()
                     continue
@@ -175,7 +179,8 @@ class CellFolding:
                 if us <= 1.0:
                     b = 0
                 else:
-                    b = _ceil(_log(us) * _INV_LOG_GAMMA)
+                    # math.log/ceil spelled out: compiled, they are C calls (no Python call)
+                    b = math.ceil(math.log(us) * _INV_LOG_GAMMA)
                     if b > _MAX_INDEX:
                         b = _MAX_INDEX
                 hist[b] = hist.get(b, 0) + 1
@@ -221,9 +226,7 @@ class CellFolding:
             self._caps = caps
         return caps
 
-    def _admit(
-        self, key: tuple[Any, ...], fields: tuple[Any, ...]
-    ) -> tuple[Cell, tuple[Any, ...], tuple[Any, ...]]:
+    def _admit(self, key: CellKey, fields: Fields) -> tuple[Cell, CellKey, Fields]:
         """A request with no cell yet: apply its minute's caps (a value past a cap becomes
         __other__ and the request counts as overflow), then find or make the cell of the capped
         key. Returns (cell, capped key, ring fields). Keys with an __other__ value are not
@@ -253,7 +256,7 @@ class CellFolding:
             self._cells[key] = cell
         return cell, key, fields
 
-    def _error(self, fields: tuple[Any, ...], key: tuple[Any, ...]) -> None:
+    def _error(self, fields: Fields, key: CellKey) -> None:
         """Count an error (status >= 400) and keep its event unless this minute's sample is full."""
         self._total_errors += 1
         minute = key[0]

@@ -17,7 +17,7 @@ from starlette.types import Scope
 
 from . import __version__
 from .config import AnalyticsConfig
-from .middleware import CaptureMiddleware
+from .middleware import CaptureMiddleware, PrefixMatcher
 from .recorder import Recorder
 
 __all__ = ["Runtime"]
@@ -32,17 +32,13 @@ class _PrefixMount(Mount):
 
     The host tries plugin routes before the mock routes, so every mock request passes here;
     a full match needs `<mount>/` in the path anyway (the trailing-slash redirect included).
+    The test is a compiled callable set on the instance (middleware.PrefixMatcher): the router
+    calls ``route.matches(scope)``, and an instance attribute wins over the class's method.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._needle = self.path + "/"
-
-    def matches(self, scope: Scope) -> tuple[Match, Scope]:
-        """Cheap substring test first, then Starlette's own matching."""
-        if self._needle not in scope["path"]:
-            return _NO_MATCH
-        return super().matches(scope)
+        self.matches = PrefixMatcher(self.path + "/", super().matches, _NO_MATCH)  # type: ignore[method-assign]
 
 
 @dataclass
@@ -98,6 +94,24 @@ class Runtime:
         finally:
             await self.stop()
 
+    def _log_capture_build(self) -> None:
+        """Say whether the capture path runs compiled, and warn when the build is stale."""
+        from . import speedups
+
+        compiled = speedups.compiled_modules()
+        if compiled:
+            self.logger.info("analytics capture path: compiled with mypyc (%s)", ", ".join(compiled))
+        else:
+            self.logger.info("analytics capture path: pure Python")
+        stale = speedups.stale_modules()
+        if stale and compiled:
+            self.logger.warning(
+                "analytics: compiled modules %s were built from older source; reinstall the plugin "
+                "(pip install -e .) or set %s=1",
+                ", ".join(stale),
+                speedups.PURE_ENV,
+            )
+
     async def start(self) -> None:
         """Open the store and start flush, roll-up, retention (and Prometheus) tasks."""
         from .flush import Flusher
@@ -106,6 +120,7 @@ class Runtime:
         from .store.sqlite import SQLiteStore
 
         self.started_at = self.clock()
+        self._log_capture_build()
         self.store = await SQLiteStore.open(self.config.database_path, batch_size=self.config.batch_size)
         try:
             self.flusher = Flusher(

@@ -47,8 +47,8 @@ class Captured:
         self.items.append(rec)
         self.real.record(rec)
 
-    def record_raw(self, raw: tuple[Any, ...]) -> None:
-        self.record(CapturedRequest(*raw[0](raw)))  # build now: each test sees the request at once
+    def record_raw(self, raw: Any) -> None:
+        self.record(CapturedRequest(*raw.build()))  # build now: each test sees the request at once
 
 
 def build(config: AnalyticsConfig | None = None) -> tuple[Starlette, Captured, FakePerf]:
@@ -312,6 +312,43 @@ async def test_send_raising_oserror_is_499() -> None:
     assert x.status_code == 499 and x.error_type == "client_disconnected"
 
 
+async def test_client_gone_while_headers_are_sent_is_499() -> None:
+    """The start message goes to the server's send directly: its error reaches us through the app."""
+    app, rec, _ = build()
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        raise BrokenPipeError("peer gone")
+
+    with pytest.raises(OSError):
+        await app(http_scope("/users/5"), receive, send)
+    (x,) = rec.items
+    assert x.status_code == 499 and x.error_type == "client_disconnected"
+
+
+async def test_an_apps_own_oserror_is_500_not_499() -> None:
+    async def missing(request: Request) -> Response:
+        raise FileNotFoundError("fixture.json")
+
+    config = AnalyticsConfig()
+    rec = Captured(config)
+    inner = Starlette(routes=[Route("/f", missing)])
+    app = CaptureMiddleware(inner, recorder=rec, config=config, mount_path="/analytics")
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        return None
+
+    with pytest.raises(FileNotFoundError):
+        await app(http_scope("/f"), receive, send)
+    (x,) = rec.items
+    assert x.status_code == 500 and x.error_type == "FileNotFoundError"
+
+
 async def test_disconnect_after_response_is_not_499() -> None:
     app, rec, _ = build()
     messages = [{"type": "http.request", "body": b"", "more_body": False}]
@@ -380,7 +417,7 @@ async def test_websocket_session_counted_once_outside_latency() -> None:
 async def test_capture_failure_never_breaks_the_request() -> None:
     app, rec, _ = build()
 
-    def broken(_: tuple[Any, ...]) -> None:
+    def broken(_: Any) -> None:
         raise RuntimeError("bug")
 
     rec.record_raw = broken  # type: ignore[method-assign]
@@ -458,8 +495,11 @@ async def test_in_flight_gauge_is_the_recorders_while_requests_run() -> None:
     )
     async with client(app) as c:
         await c.get("/users/1")
-    assert seen == [{"http": 1}, {"http": 1, "graphql": 1}]
-    assert recorder.in_flight() == {"http": 0, "graphql": 0}
+    assert seen == [
+        {"http": 1, "graphql": 0, "websocket": 0},
+        {"http": 1, "graphql": 1, "websocket": 0},
+    ]
+    assert recorder.in_flight() == {"http": 0, "graphql": 0, "websocket": 0}
     assert [r.status_code for r in reversed(recorder.recent())] == [200, 200]
 
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
 import random
+from typing import Any
 
+from mockforge_analytics_plugin.capture_build import RawRequest, RequestBuilder
 from mockforge_analytics_plugin.capture_types import OTHER, CapturedRequest
 from mockforge_analytics_plugin.config import AnalyticsConfig
 from mockforge_analytics_plugin.histogram import bucket_index, quantiles
@@ -263,20 +264,25 @@ def test_percentiles_from_snapshot_histograms_within_one_percent() -> None:
         assert got is not None and abs(got - want) / want <= 0.01, (q, got, want)
 
 
+def _raw(builder: RequestBuilder, path: str, headers: Any) -> RawRequest:
+    raw = RawRequest(builder)
+    raw.ts, raw.protocol, raw.path, raw.outer_root, raw.status = 1_700_000_000.0, "http", path, "", 200
+    raw.duration_ms, raw.ttfb_ms, raw.sent, raw.received, raw.read_any = 1.0, 0.5, 10, 0, False
+    raw.error_type, raw.error_message, raw.in_flight = "", "", 1
+    raw.headers, raw.client, raw.mf, raw.route = headers, ("10.0.0.1", 5000), None, None
+    raw.root_path, raw.method = "", "GET"
+    return raw
+
+
 def test_a_raw_request_that_fails_to_build_is_counted_not_fatal() -> None:
-    r = Recorder(AnalyticsConfig(), instance="h:1")
-
-    def bad(raw: tuple[object, ...]) -> tuple[object, ...]:
-        raise ValueError("bug")
-
-    def good(raw: tuple[object, ...]) -> tuple[object, ...]:
-        r = req(path=str(raw[1]))
-        return tuple(getattr(r, f.name) for f in dataclasses.fields(r))
-
-    r.record_raw((good, "/a"))
-    r.record_raw((bad,))
+    config = AnalyticsConfig()
+    r = Recorder(config, instance="h:1")
+    builder = RequestBuilder(config)
+    r.record_raw(_raw(builder, "/a", [(b"user-agent", b"t/1")]))
+    r.record_raw(_raw(builder, "/b", 42))  # headers that are not a list of pairs: build raises
     r.record(req(path="/c"))
     assert [x.path for x in r.recent()] == ["/c", "/a"]
+    assert r.recent()[1].user_agent == "t/1"
     assert r.build_failures == 1 and r.totals["requests"] == 2
 
 

@@ -57,6 +57,23 @@ def test_wheel_ships_migrations_and_templates(installed_wheels: InstalledWheels)
     assert "[mockforge.plugins]" in text and "analytics = mockforge_analytics_plugin.plugin" in text
 
 
+def test_wheel_carries_the_compiled_capture_path(installed_wheels: InstalledWheels) -> None:
+    """The wheel ships mypyc extensions for the capture modules, and the installed plugin uses them."""
+    names = installed_wheels.wheel_names()
+    for module in ("middleware", "capture_build", "recorder", "recorder_fold"):
+        assert any(n.startswith(f"mockforge_analytics_plugin/{module}.") and n.endswith(".so") for n in names)
+    assert any(n.startswith("mockforge_analytics_plugin__mypyc.") for n in names)
+    assert "mockforge_analytics_plugin/_compiled_sources.json" in names
+    probe = (
+        "from mockforge_analytics_plugin import speedups; "
+        "print(speedups.compiled_modules(), speedups.stale_modules())"
+    )
+    out = subprocess.run(
+        [str(installed_wheels.python), "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    ).stdout
+    assert out.strip() == "['middleware', 'capture_build', 'recorder', 'recorder_fold'] []"
+
+
 def test_plugins_command_lists_the_installed_plugin(
     installed_wheels: InstalledWheels, tmp_path: Path
 ) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 from mockforge_analytics_plugin.capture_types import CapturedRequest
 from mockforge_analytics_plugin.config import AnalyticsConfig
@@ -17,7 +18,7 @@ from mockforge_analytics_plugin.store.writes import WriteResult
 T0 = 1_700_000_040.0
 
 
-def _record(recorder: Recorder, n: int, ts: float, endpoint: str = "/a") -> None:
+def _record(recorder: Any, n: int, ts: float, endpoint: str = "/a") -> None:
     for i in range(n):
         recorder.record(
             CapturedRequest(timestamp=ts, protocol="http", method="GET", endpoint=endpoint, path=endpoint,
@@ -70,16 +71,24 @@ async def test_close_retries_a_briefly_locked_database(tmp_path: Path) -> None:
     assert _sum(path) == 9
 
 
-class _FlakyRecorder(Recorder):
-    """A recorder whose swap() raises once: the loop must log, count and carry on."""
+class _FlakyRecorder:
+    """A recorder whose swap() raises once: the loop must log, count and carry on.
 
-    raised = False
+    Wraps a Recorder rather than subclassing it: the compiled Recorder takes no Python subclasses.
+    """
+
+    def __init__(self, config: AnalyticsConfig, instance: str) -> None:
+        self.inner = Recorder(config, instance)
+        self.raised = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
 
     def swap(self) -> RecorderSnapshot:
         if not self.raised:
             self.raised = True
             raise RuntimeError("boom")
-        return super().swap()
+        return self.inner.swap()
 
 
 async def test_run_loop_survives_errors_and_keeps_flushing(tmp_path: Path) -> None:

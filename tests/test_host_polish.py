@@ -52,9 +52,9 @@ class Sink:
     def __init__(self) -> None:
         self.items: list[CapturedRequest] = []
 
-    def record_raw(self, raw: tuple[Any, ...]) -> None:
+    def record_raw(self, raw: Any) -> None:
         """Build the request at once (the real Recorder defers it to its fold)."""
-        self.items.append(CapturedRequest(*raw[0](raw)))
+        self.items.append(CapturedRequest(*raw.build()))
 
 
 class AnalyticsLike:
