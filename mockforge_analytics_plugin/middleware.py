@@ -81,7 +81,7 @@ class _HttpCall(RawRequest):
         Only the last body message goes through a coroutine of ours (to time the end after the
         server took it); the others return the server's own awaitable: one coroutine less per
         request. A client gone while those are sent surfaces as the app's exception (see
-        ``_client_gone`` in the middleware).
+        ``_connection_lost``).
         """
         kind: str = message["type"]
         if kind == "http.response.start":

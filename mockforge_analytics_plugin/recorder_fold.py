@@ -142,14 +142,11 @@ class CellFolding:
         sessions = 0
         fields: Fields
         for item in pending:
-            if isinstance(item, RawRequest):
-                try:
-                    fields = item.builder.build(item)
-                except Exception:  # a capture bug loses one request, never the batch
-                    self._build_failed()
-                    continue
-            else:
-                fields = _fields_of(item)
+            try:  # compiled, a field of the wrong type raises here: it loses one request, never the batch
+                fields = item.builder.build(item) if isinstance(item, RawRequest) else _fields_of(item)
+            except Exception:
+                self._build_failed()
+                continue
             (
                 ts, protocol, method, endpoint, _path, status, duration, ttfb, sent, received,
                 client_id, user_agent, workspace, environment, test_run, _route_id, injected, fault,

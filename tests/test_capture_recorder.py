@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from typing import Any
 
@@ -284,6 +285,17 @@ def test_a_raw_request_that_fails_to_build_is_counted_not_fatal() -> None:
     assert [x.path for x in r.recent()] == ["/c", "/a"]
     assert r.recent()[1].user_agent == "t/1"
     assert r.build_failures == 1 and r.totals["requests"] == 2
+
+
+def test_a_badly_typed_request_never_costs_the_rest_of_its_batch() -> None:
+    """Compiled, a field of the wrong type raises when the batch is folded: that request is counted
+    as a build failure, its neighbours are kept (pure Python folds it as it is)."""
+    r = Recorder(AnalyticsConfig(), instance="h:1")
+    r.record(req(path="/a"))
+    r.record(dataclasses.replace(req(path="/bad"), endpoint=None))  # type: ignore[arg-type]
+    r.record(req(path="/c"))
+    assert {"/a", "/c"} <= {x.path for x in r.recent()}
+    assert r.totals["requests"] + r.build_failures == 3
 
 
 def test_recorders_inlined_bucket_matches_the_histogram_module() -> None:
