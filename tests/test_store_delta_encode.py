@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mockforge_analytics_plugin import histogram
-from mockforge_analytics_plugin.store.delta_encode import encode_delta
+from mockforge_analytics_plugin.store.delta_encode import encode_delta, encode_deltas
 
 # Buckets near a base (one segment, or just past 255 apart), near both ends of the index range;
 # counts around the one-byte limit, zero (dropped) and large.
@@ -28,6 +28,23 @@ def deltas(draw: st.DrawFn) -> dict[int, int]:
 @given(deltas())
 def test_same_bytes_as_the_reference_encoder(hist: dict[int, int]) -> None:
     assert encode_delta(hist) == histogram.encode(hist)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(deltas(), max_size=30))
+def test_a_slice_at_once_gives_the_same_bytes(hists: list[dict[int, int]]) -> None:
+    assert encode_deltas(hists) == [histogram.encode(h) for h in hists]
+
+
+def test_a_slice_of_usual_deltas_takes_the_vectorised_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    hists = [{300 + i: 1, 310 + i: 2, 400 + i: 1} for i in range(50)] + [{}, {7: 1}] * 5
+    expected = [histogram.encode(h) for h in hists]
+    monkeypatch.setattr("mockforge_analytics_plugin.store.delta_encode.encode_delta", _not_called)
+    assert encode_deltas(hists) == expected  # all SAMPLES (or empty): no per-histogram call
+
+
+def _not_called(hist: dict[int, int]) -> bytes:
+    raise AssertionError(f"plain path taken for {hist}")
 
 
 @pytest.mark.parametrize(
@@ -55,3 +72,5 @@ def test_bad_input_raises_like_the_reference(hist: dict[int, int]) -> None:
         histogram.encode(hist)
     with pytest.raises(ValueError):
         encode_delta(hist)
+    with pytest.raises(ValueError):
+        encode_deltas([{1: 1}, hist])

@@ -125,3 +125,22 @@ async def test_every_row_is_written_once_around_the_group_size(tmp_path: Path, n
     finally:
         conn.close()
     assert counts == {k.endpoint: 2 * d.request_count for k, d in snap.series.items()}
+
+
+async def test_the_writer_keeps_a_larger_cache_and_checkpoints_less_often(tmp_path: Path) -> None:
+    store = await SQLiteStore.open(tmp_path / "p.db")
+    try:
+        settings = {}
+        for name in ("cache_size", "wal_autocheckpoint", "synchronous", "journal_mode"):
+            rows = await store.writer.execute_fetchall(f"PRAGMA {name}")
+            settings[name] = next(iter(rows))[0]
+        reader_cache = next(iter(await store.reader.execute_fetchall("PRAGMA cache_size")))[0]
+    finally:
+        await store.close()
+    assert settings == {
+        "cache_size": -16384,
+        "wal_autocheckpoint": 4000,
+        "synchronous": 1,
+        "journal_mode": "wal",
+    }
+    assert reader_cache == -2000  # the reader keeps SQLite's default

@@ -17,7 +17,14 @@ from . import migrations
 from .series import invalidate_series_cache
 from .writes import WriteResult, write_snapshot
 
-__all__ = ["SQLiteStore", "StoreClosedError", "StoreUnavailableError", "connection_pragmas", "writing"]
+__all__ = [
+    "WRITER_PRAGMAS",
+    "SQLiteStore",
+    "StoreClosedError",
+    "StoreUnavailableError",
+    "connection_pragmas",
+    "writing",
+]
 
 MEMORY = ":memory:"
 
@@ -37,6 +44,26 @@ def _file_identity(location: str) -> tuple[int, int] | None:
     except OSError:
         return None
     return (st.st_dev, st.st_ino)
+
+
+# The writer's settings. A flush rewrites the pages of every open minute row each second, so:
+# - cache_size 16 MiB (default 2 MiB): the pages of 10k rows stay in the writer's cache between
+#   flushes instead of being read back from the file, and a transaction no longer spills dirty
+#   pages to the WAL before its commit. Memory only (up to 16 MiB, used as pages are touched).
+# - wal_autocheckpoint 4000 pages (default 1000): a checkpoint copies each page once however often
+#   it was rewritten since the last one, so rarer checkpoints copy fewer pages (a 10k-row flush
+#   writes ~2,300 pages: one checkpoint every other flush instead of one every flush). The WAL
+#   file grows to ~16 MiB (plus the last transaction) before it is reused. Durability is
+#   unchanged: a commit is in the WAL either way; with synchronous=NORMAL a power loss may lose
+#   the newest commits the OS had not written back yet, with either interval; an application
+#   crash loses nothing committed.
+# Measured, 60 flushes of 10k rows through plain sqlite3 (/proc/self/io, strace): written 690 ->
+# 470 MiB, read 348 -> 52 MiB, fdatasync 129 -> 48 (docs/flush.md).
+WRITER_PRAGMAS = (
+    "PRAGMA synchronous = NORMAL",
+    "PRAGMA cache_size = -16384",
+    "PRAGMA wal_autocheckpoint = 4000",
+)
 
 
 def connection_pragmas(busy_timeout_ms: int) -> list[str]:
@@ -108,7 +135,8 @@ class SQLiteStore:
                 await writer.execute("PRAGMA auto_vacuum = INCREMENTAL")
             if location != MEMORY:
                 await writer.execute("PRAGMA journal_mode = WAL")
-            await writer.execute("PRAGMA synchronous = NORMAL")
+            for pragma in WRITER_PRAGMAS:
+                await writer.execute(pragma)
             applied = await migrations.apply_migrations(writer, migrations_source)
             if location == MEMORY:
                 reader = writer  # a second ":memory:" connection would be a different database

@@ -29,7 +29,7 @@ import aiosqlite
 from ..snapshot import ErrorEvent, RecorderSnapshot, SeriesDelta, SeriesKey
 from .client_writes import upsert_clients
 from .compaction import append_log, compact_closed_minutes, compaction_budget, seed_append_log
-from .delta_encode import encode_delta
+from .delta_encode import encode_deltas
 from .series import SeriesCache, invalidate_series_cache, resolve_series_ids, series_cache, series_dims
 
 __all__ = [
@@ -312,14 +312,14 @@ def _note_appends(
 def _minute_rows(
     keys: list[SeriesKey], deltas: list[SeriesDelta], series_ids: list[int], stamp: int
 ) -> Iterator[tuple]:
-    """Yield one upsert parameter tuple per series (its delta's histogram encoded)."""
-    for key, delta, series_id in zip(keys, deltas, series_ids, strict=True):
+    """Yield one upsert parameter tuple per series (the deltas' histograms encoded in one pass)."""
+    blobs = encode_deltas([delta.histogram for delta in deltas])
+    for key, delta, series_id, blob in zip(keys, deltas, series_ids, blobs, strict=True):
         yield (
             key.minute, series_id, delta.request_count, delta.error_count, delta.latency_count,
-            delta.latency_sum, delta.latency_min, delta.latency_max, delta.ttfb_sum,
-            encode_delta(delta.histogram) or None, delta.bytes_sent,
-            delta.bytes_received, delta.injected_latency_sum, delta.fault_count, delta.session_count,
-            delta.session_duration_sum, delta.active_connections, stamp,
+            delta.latency_sum, delta.latency_min, delta.latency_max, delta.ttfb_sum, blob or None,
+            delta.bytes_sent, delta.bytes_received, delta.injected_latency_sum, delta.fault_count,
+            delta.session_count, delta.session_duration_sum, delta.active_connections, stamp,
         )  # fmt: skip
 
 
