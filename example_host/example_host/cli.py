@@ -82,7 +82,12 @@ def _serve(args: argparse.Namespace) -> int:
         if port == 0:
             port = _free_port(host)
         app = build_app(
-            cfg, config_path=args.config, listen_host=host, listen_port=port, demo_traffic=args.demo_traffic
+            cfg,
+            config_path=args.config,
+            listen_host=host,
+            listen_port=port,
+            demo_traffic=args.demo_traffic,
+            freeze_gc=True,
         )
     except STARTUP_ERRORS as exc:
         return _fail(str(exc))
