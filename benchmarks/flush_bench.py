@@ -27,10 +27,16 @@ lateness, "loop-busy max": the most event-loop-thread CPU spent between two tick
 stall that runs on the loop thread), "gc max": the longest garbage collection pass during the
 round (ms, on any thread; "/2" marks a full, generation-2 pass) and the rows compacted. The
 "idle" row is the ticker with nothing flushing: the machine's own noise floor.
+After each flush round the ticker runs alone for as long again ("idle control"): stalls there
+are the machine's (other processes, the hypervisor), not the flush's.
 At the end, one verdict line per target of issue 3 from this run's figures: the median wall time
 of the update rounds against 100 ms, and how many flush rounds stalled the ticker for more than
-5 ms (with the stall max and p99 over all flush rounds); then the machine-scale line.
-Figures only; nothing is asserted.
+5 ms (with the stall max and p99 over all flush rounds, and the idle control's count); a "gc"
+line: full collections in the run and how many fell in a flush round (in a host the snapshot is
+built by requests, so a full pass outside the flush would have stalled a request instead); then
+the machine-scale line: this run's plain-sqlite3 floor.
+Figures only; nothing is asserted. The stall figures need a quiet machine: on a shared one, read
+them next to the idle control. CPU and instruction counts (docs/flush.md) are steadier.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from typing import Any
 import aiosqlite
 
 from ..snapshot import RecorderSnapshot
-from . import migrations
+from . import compaction, migrations
 from .series import invalidate_series_cache
 from .writes import WriteResult, write_snapshot
 
@@ -146,6 +146,7 @@ class SQLiteStore:
         except BaseException:
             await writer.close()
             raise
+        compaction.warm_up()
         identity = None if location == MEMORY else _file_identity(location)
         return cls(location, writer, reader, busy_timeout_ms, batch_size, applied, file_identity=identity)
 
