@@ -1,7 +1,7 @@
 """Flush benchmark: 10k distinct series into a real SQLite file, and the event-loop stall it causes.
 
 Run: python benchmarks/flush_bench.py [--series 10000] [--rounds 3] [--dir /tmp] [--compact-at-once]
-                                      [--with-host] [--gc-freeze] [--floor-only]
+                                      [--with-host] [--gc-freeze] [--floor-only] [--plain K]
 First the floor: the same upsert SQL on the same schema and pragmas through plain sqlite3, with
 prebuilt parameter tuples (no aiosqlite, no row building, no encoding, no id lookups): an
 insert of 10k rows, then updates of them, one row a statement (executemany) and 100 rows a
@@ -291,6 +291,49 @@ async def floor_rounds(folder: Path, n_series: int, rounds: int) -> dict[str, li
     return figures
 
 
+async def plain_rounds(n_series: int, k: int, *, floor: bool) -> None:
+    """An insert and ``k`` updates with nothing else measured: every snapshot and parameter set
+    is built first, whatever ``k``, so two runs differ by the updates alone."""
+    if not 0 <= k <= 3:
+        raise SystemExit("--plain K: K from 0 to 3 (four snapshots are built, each flushed once)")
+    snapshots = [make_snapshot(n_series, MINUTE, seed=i) for i in range(4)]
+    with tempfile.TemporaryDirectory() as name:
+        path = Path(name) / "plain.db"
+        if floor:
+            ids = list(range(1, n_series + 1))
+            size = writes.ROWS_PER_STATEMENT
+            statements = []
+            for snap in snapshots:
+                rows = list(writes._minute_rows(list(snap.series), list(snap.series.values()), ids, MINUTE))
+                statements.append(
+                    [
+                        tuple(chain.from_iterable(rows[i : i + size]))
+                        for i in range(0, len(rows) - len(rows) % size, size)
+                    ]
+                )
+            store = await SQLiteStore.open(path)
+            await store.close()
+            db = _floor_connection(path)
+            keys = list(snapshots[0].series)
+            new = [(i, *store_series.series_dims(key), MINUTE) for i, key in zip(ids, keys, strict=True)]
+            db.executemany(store_series._INSERT, new)
+            for i in range(k + 1):
+                _timed(db, writes._UPSERT_MINUTES, statements[i])
+            db.close()
+            return
+        store = await SQLiteStore.open(path)
+        try:
+            for i in range(k + 1):
+                snap = snapshots[i]
+                result = await Flusher(OneShotRecorder(snap), store, AnalyticsConfig()).flush_once(
+                    now=MINUTE + 30
+                )
+                if not result.ok:
+                    raise SystemExit(f"flush failed: {result.error}")
+        finally:
+            await store.close()
+
+
 def build_host() -> Any:
     """Build the example host's app with the analytics plugin (not started): a host's heap."""
     import uvicorn  # noqa: F401  (a host runs under it; its modules are part of the heap)
@@ -317,8 +360,18 @@ async def main() -> None:
     parser.add_argument("--with-host", action="store_true", help="build the example host app first (heap)")
     parser.add_argument("--gc-freeze", action="store_true", help="gc.freeze() after start-up, as a host can")
     parser.add_argument("--floor-only", action="store_true", help="print the plain-sqlite3 floor and stop")
+    parser.add_argument(
+        "--plain",
+        type=int,
+        metavar="K",
+        help="no ticker, no figures: an insert then K update flushes (K floor updates with --floor-only),"
+        " for an instruction count: (callgrind total at K=3 - at K=1) / 2 is one update",
+    )
     args = parser.parse_args()
     cfg = AnalyticsConfig()
+    if args.plain is not None:
+        await plain_rounds(args.series, args.plain, floor=args.floor_only)
+        return
     host = build_host() if args.with_host else None
     with tempfile.TemporaryDirectory(dir=args.dir) as name:
         folder = Path(name)
