@@ -55,6 +55,7 @@ HERE = Path(__file__).resolve().parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PATH = "/api/users/42"
 INSTR_SMALL, INSTR_LARGE = 300, 1500  # requests per callgrind run (see the module doc)
+SERVER_SMALL, SERVER_LARGE = 200, 4000  # the same, for --instructions-server (a real socket)
 VARIANTS = ("plain", "off", "noop", "on")
 EXTRA_PLUGINS = {"noop": "noop=overhead:noop_plugin", "capture": "capture=overhead:capture_plugin"}
 # "pure": the plugin on, with its compiled capture modules replaced by their .py files (speedups.py).
@@ -194,11 +195,18 @@ def host_executable() -> str:
     return str(candidate) if candidate.exists() else "example-host"
 
 
-def write_config(folder: Path, variant: str) -> Path:
-    """A host config with one small JSON route; the plugin section depends on the variant."""
+def write_config(folder: Path, variant: str, quiet_background: bool = False) -> Path:
+    """A host config with one small JSON route; the plugin section depends on the variant.
+
+    ``quiet_background``: the plugin's periodic tasks wait an hour, so a run under callgrind (50x
+    slower, so ~50x more flushes per request than at full speed) counts the request path only;
+    the final flush at shutdown still runs.
+    """
     plugins: dict[str, Any] = {}
     if variant in ("on", "pure"):
         plugins["analytics"] = {"database_path": str(folder / "analytics.db")}
+        if quiet_background:
+            plugins["analytics"] |= {"flush_interval_seconds": 3600, "aggregation_interval_seconds": 3600}
     elif variant in EXTRA_PLUGINS:
         plugins[variant] = {}
     config = {
@@ -226,37 +234,55 @@ class Server:
         fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / CLK_TCK  # fields 14 and 15 of stat(5)
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 15) -> None:
         """SIGINT (a clean shutdown flushes), then kill if it hangs."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
             try:
-                self.proc.wait(timeout=15)
+                self.proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
 
 
-def start_server(folder: Path, variant: str) -> Server:
-    """Start one host pinned to core 0 and wait until it answers."""
-    port = free_port()
+def server_command(
+    folder: Path, variant: str, port: int, quiet_background: bool = False
+) -> tuple[list[str], dict[str, str]]:
+    """The command line and environment that serve one variant on ``port``."""
     env = dict(os.environ, **(PURE_ENV if variant == "pure" else {}))
     if variant in EXTRA_PLUGINS:
         env["MOCKFORGE_EXTRA_PLUGINS"] = EXTRA_PLUGINS[variant]
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE), env.get("PYTHONPATH")]))
-    log = folder / f"{variant}.log"
-    cmd = [host_executable(), "serve", "--config", str(write_config(folder, variant)),
+    config = write_config(folder, variant, quiet_background)
+    cmd = [sys.executable, host_executable(), "serve", "--config", str(config),
            "--port", str(port), "--log-level", "warning"]  # fmt: skip
     if variant == "plain":  # uvicorn's defaults, as the host runs it (which also logs access)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE), env.get("PYTHONPATH")]))
         cmd = [sys.executable, "-m", "uvicorn", "overhead:plain_app", "--port", str(port),
                "--log-level", "warning"]  # fmt: skip
-    if shutil.which("taskset"):
+    return cmd, env
+
+
+def start_server(
+    folder: Path,
+    variant: str,
+    prefix: tuple[str, ...] = (),
+    timeout: float = 30,
+    pin: bool = True,
+    quiet_background: bool = False,
+) -> Server:
+    """Start one host pinned to core 0 (``prefix`` runs it under another program) and wait until
+    it answers."""
+    port = free_port()
+    cmd, env = server_command(folder, variant, port, quiet_background)
+    cmd = [*prefix, *cmd]
+    if pin and shutil.which("taskset"):
         cmd = ["taskset", "-c", "0", *cmd]
+    log = folder / f"{variant}.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
     server = Server(variant, port, proc, log)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise SystemExit(f"{variant}: the host exited:\n{log.read_text()}")
@@ -269,7 +295,87 @@ def start_server(folder: Path, variant: str) -> Server:
             pass
         time.sleep(0.1)
     server.stop()
-    raise SystemExit(f"{variant}: the host did not answer within 30 s:\n{log.read_text()}")
+    raise SystemExit(f"{variant}: the host did not answer within {timeout:g} s:\n{log.read_text()}")
+
+
+def send_sequential(port: int, n: int) -> None:
+    """Send ``n`` GETs one after another on one keep-alive connection, reading every response."""
+    request = f"GET {PATH} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
+    with socket.create_connection(("127.0.0.1", port), timeout=120) as sock:
+        buf = b""
+        for _ in range(n):
+            sock.sendall(request)
+            while True:
+                head, sep, rest = buf.partition(b"\r\n\r\n")
+                if sep:
+                    lengths = [line.split(b":", 1)[1] for line in head.split(b"\r\n")
+                               if line.lower().startswith(b"content-length:")]  # fmt: skip
+                    length = int(lengths[0]) if lengths else 0
+                    if len(rest) >= length:
+                        buf = rest[length:]
+                        break
+                chunk = sock.recv(65536)
+                if not chunk:
+                    raise SystemExit("the server closed the connection")
+                buf += chunk
+
+
+def server_instructions(variant: str, requests: int, folder: Path) -> int:
+    """Instructions the real server process (uvicorn, the host, its plugins) executes to start,
+    serve ``requests`` GETs over a socket and shut down (callgrind)."""
+    out = folder / f"callgrind.server.{variant}.{requests}.out"
+    prefix = ("valgrind", "--tool=callgrind", "--dump-instr=no", f"--callgrind-out-file={out}")
+    os.environ.setdefault("PYTHONHASHSEED", "0")
+    # Not pinned: instruction counts do not depend on the core, and two runs go at once.
+    server = start_server(
+        folder / f"{variant}-{requests}",
+        variant,
+        prefix=prefix,
+        timeout=300,
+        pin=False,
+        quiet_background=True,
+    )
+    try:
+        send_sequential(server.port, requests)
+    finally:
+        server.stop(timeout=300)  # the final flush and callgrind's dump are slow under valgrind
+    m = re.search(r"^(?:totals|summary):\s+(\d+)", out.read_text(), re.MULTILINE)
+    if not m:
+        raise SystemExit(f"no totals in {out}")
+    return int(m.group(1))
+
+
+def print_server_instructions(variants: tuple[str, ...]) -> None:
+    """Per variant: server instructions per request over a socket, and the issue's target in
+    those units (5 µs out of its 90 µs plain-Starlette request)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    t0 = time.monotonic()
+    small, large = SERVER_SMALL, SERVER_LARGE
+    with tempfile.TemporaryDirectory(prefix="mockforge-server-cg-") as tmp, ThreadPoolExecutor(2) as pool:
+        for v in variants:
+            for n in (small, large):
+                (Path(tmp) / f"{v}-{n}").mkdir()
+        jobs = {
+            (v, n): pool.submit(server_instructions, v, n, Path(tmp))
+            for v in variants
+            for n in (small, large)
+        }
+        counts = {key: job.result() for key, job in jobs.items()}
+    per = {v: (counts[v, large] - counts[v, small]) / (large - small) for v in variants}
+    print(f"instructions per request of the whole server process over a socket (callgrind; "
+          f"{large} - {small} sequential keep-alive GETs; uvicorn, httptools, the app):")  # fmt: skip
+    for v in variants:
+        above = f"  ({per[v] - per['noop']:+,.0f} vs noop)" if v != "noop" and "noop" in per else ""
+        print(f"  {v:<8}{per[v]:>10,.0f}{above}")
+    if {"plain", "noop", "on"} <= per.keys():
+        allowed = per["plain"] * TARGET_US / REFERENCE_PLAIN_US
+        on_noop = per["on"] - per["noop"]
+        print(f"  target in the issue's units: {TARGET_US:g} µs of its {REFERENCE_PLAIN_US:g} µs "
+              f"plain-Starlette request is {allowed:,.0f} instructions of this plain request; "
+              f"on - noop = {on_noop:,.0f}: "
+              f"{'met' if on_noop <= allowed else 'NOT met'}; {time.monotonic() - t0:.0f} s")  # fmt: skip
+    print()
 
 
 # -- load ---------------------------------------------------------------------------------------
@@ -504,8 +610,17 @@ def main() -> None:
     parser.add_argument(
         "--instructions-only", action="store_true", help="print the callgrind instruction counts only"
     )
+    parser.add_argument(
+        "--instructions-server",
+        action="store_true",
+        help="print instructions per request of the real server processes over a socket (callgrind; "
+        "uvicorn included, so plain Starlette calibrates the issue's 90 µs) and exit",
+    )
     args = parser.parse_args()
     variants = (*VARIANTS, "capture", "pure") if args.diagnose else VARIANTS
+    if args.instructions_server:
+        print_server_instructions(variants)
+        return
     from mockforge_analytics_plugin import speedups
 
     compiled = speedups.compiled_modules()
