@@ -105,6 +105,16 @@ class _HttpCall(RawRequest):
         self.finished = True
 
 
+def _take_scope(raw: RawRequest, scope: Scope) -> None:
+    """Keep what the builder reads from a finished request's scope (read at the end: mounts and
+    the router update it in place)."""
+    raw.headers = scope.get("headers")
+    raw.client = scope.get("client")
+    raw.mf = scope.get("mockforge")
+    raw.route = scope.get("route")
+    raw.root_path = scope.get("root_path", "")
+
+
 def _client_gone(exc: BaseException) -> bool:
     """Whether an exception out of the server's send means the client went away."""
     return isinstance(exc, OSError) or type(exc).__name__ in _CLIENT_GONE
@@ -254,11 +264,7 @@ class CaptureMiddleware:
                 call.error_type = error_type
                 call.error_message = error_message
                 call.in_flight = in_flight
-                call.headers = scope.get("headers")
-                call.client = scope.get("client")
-                call.mf = scope.get("mockforge")
-                call.route = scope.get("route")
-                call.root_path = scope.get("root_path", "")
+                _take_scope(call, scope)
                 call.method = scope.get("method", "GET")
                 native = self._native
                 if native is not None:
@@ -345,11 +351,7 @@ class CaptureMiddleware:
                 raw.error_type = error_type
                 raw.error_message = error_message
                 raw.in_flight = in_flight
-                raw.headers = scope.get("headers")
-                raw.client = scope.get("client")
-                raw.mf = scope.get("mockforge")
-                raw.route = scope.get("route")
-                raw.root_path = scope.get("root_path", "")
+                _take_scope(raw, scope)
                 raw.method = "WS"
                 recorder.record_raw(raw)
             except Exception:
