@@ -33,3 +33,11 @@ def test_a_scaled_target_moves_the_verdict():
     assert overhead.verdict(5.5, 6.2, target=6.4) == "met"
     assert overhead.verdict(5.5, 6.2) == "NOT met"
     assert overhead.verdict(3.0, 4.0, target=3.5).startswith("not resolved")
+
+
+def test_a_server_window_charges_its_requests_only_their_own_work():
+    """The idle rate x the window's time (uvicorn's ticks) is not charged to the requests."""
+    window = overhead.ServerWindow(
+        "on", requests=1000, instructions=401_000_000, seconds=10.0, idle_per_second=100_000.0
+    )
+    assert window.per_request == 400_000
