@@ -74,3 +74,13 @@ def test_bad_input_raises_like_the_reference(hist: dict[int, int]) -> None:
         encode_delta(hist)
     with pytest.raises(ValueError):
         encode_deltas([{1: 1}, hist])
+
+
+def test_encodings_come_out_as_bytearrays_for_sqlite3() -> None:
+    # sqlite3 binds a bytearray directly; bytes go through its adapter lookup first (slow on 3.11).
+    usual = [{300: 1, 310: 2}, {}, {7: 1}]
+    plain = [{0: 1, 256: 1}, {300: 70_000}]  # two segments, a wide count: one by one
+    for hists in (usual, plain, [{}, {}], [usual[0], plain[1]]):
+        blobs = encode_deltas(hists)
+        assert blobs == [histogram.encode(h) for h in hists]
+        assert [type(b) for b in blobs] == [bytearray if h else bytes for h in hists]
