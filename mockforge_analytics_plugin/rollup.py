@@ -21,6 +21,7 @@ import aiosqlite
 from .config import AnalyticsConfig
 from .periodic import repeat
 from .store import derived, rollups
+from .store.own_connection import open_existing
 from .store.sqlite import writing
 
 __all__ = ["Rollup", "RollupResult", "maintenance_connection"]
@@ -39,13 +40,8 @@ async def maintenance_connection(store: Any) -> AsyncIterator[aiosqlite.Connecti
     if not Path(path).expanduser().resolve().parent.is_dir():
         # Say which folder is missing (sqlite would only say "unable to open database file").
         raise FileNotFoundError(f"analytics database folder does not exist: {Path(path).parent}")
-    timeout_ms = int(getattr(store, "busy_timeout_ms", 5000))
-    # mode=rw: never create an empty database where the store's file was removed.
-    uri = Path(path).expanduser().resolve().as_uri() + "?mode=rw"
-    db = await aiosqlite.connect(uri, uri=True, isolation_level=None, timeout=timeout_ms / 1000)
+    db = await open_existing(path, int(getattr(store, "busy_timeout_ms", 5000)))
     try:
-        await db.execute(f"PRAGMA busy_timeout = {timeout_ms}")
-        await db.execute("PRAGMA foreign_keys = ON")
         yield db
     finally:
         await db.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from support.rollup_data import Traffic, key, open_store, write
 
@@ -158,10 +160,14 @@ async def test_maintenance_connection_never_creates_a_removed_database(tmp_path)
         path = str(tmp_path / "gone.db")
         busy_timeout_ms = 100
 
+    threads = threading.active_count()
     with pytest.raises(Exception, match="unable to open"):
         async with maintenance_connection(_Store()):
             pass
     assert not (tmp_path / "gone.db").exists()
+    # Refused before aiosqlite starts a worker thread: a failed aiosqlite connect leaves one
+    # stopping on its own, which raises in its thread if the event loop has closed by then.
+    assert threading.active_count() == threads
 
 
 async def test_retention_gives_every_free_page_back_to_the_file_system(store):

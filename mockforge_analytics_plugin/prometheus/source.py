@@ -7,7 +7,6 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import aiosqlite
@@ -15,6 +14,7 @@ import aiosqlite
 from ..config import AnalyticsConfig
 from ..config_parse import redact_url
 from ..store.ingest import read_state, replace_source_minutes
+from ..store.own_connection import open_existing
 from ..store.series import invalidate_series_cache
 from ..store.sqlite import writing
 from .client import PrometheusClient, PrometheusError
@@ -181,16 +181,7 @@ class PrometheusSource:
         if not path or path == ":memory:":
             self._db = self.store.writer
             return self._db
-        timeout_ms = int(getattr(self.store, "busy_timeout_ms", 5000))
-        # mode=rw: never create an empty database where the store's file went missing.
-        uri = Path(path).expanduser().resolve().as_uri() + "?mode=rw"
-        db = await aiosqlite.connect(uri, uri=True, isolation_level=None, timeout=timeout_ms / 1000)
-        try:
-            await db.execute(f"PRAGMA busy_timeout = {timeout_ms}")
-            await db.execute("PRAGMA foreign_keys = ON")
-        except BaseException:
-            await db.close()  # no half-set-up connection (and its thread) left behind
-            raise
+        db = await open_existing(path, int(getattr(self.store, "busy_timeout_ms", 5000)))
         self._db, self._own_db = db, True
         return db
 
