@@ -49,7 +49,6 @@ import sqlite3
 import statistics
 import tempfile
 import time
-from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -251,26 +250,31 @@ def _timed(db: sqlite3.Connection, sql: str, params: list[tuple]) -> tuple[float
     return (time.perf_counter() - wall0) * 1000.0, (time.process_time() - cpu0) * 1000.0
 
 
+def _flat_params(snapshot: RecorderSnapshot, ids: list[int], stamp: int) -> list[Any]:
+    """The store's upsert parameters of a snapshot's rows (encoded as a flush does), flat."""
+    return writes._minute_params(list(snapshot.series), list(snapshot.series.values()), ids, stamp)
+
+
+def _cut(params: list[Any], rows: int) -> list[tuple]:
+    """Flat parameters as one tuple a statement of ``rows`` rows (whole statements only)."""
+    width = rows * writes._ROW_PARAMS
+    return [tuple(params[i : i + width]) for i in range(0, len(params) - len(params) % width, width)]
+
+
 async def floor_rounds(folder: Path, n_series: int, rounds: int) -> dict[str, list[tuple[float, float]]]:
     """The plain-sqlite3 floor: the store's upsert SQL with prebuilt parameters, timed alone.
 
     Two files with the same history: one row a statement and ROWS_PER_STATEMENT rows a
     statement; their update rounds alternate so both see the same machine noise.
     """
-    k = writes.ROWS_PER_STATEMENT
     figures: dict[str, list[tuple[float, float]]] = {"insert": [], "update": [], "update_grouped": []}
     snapshots = [make_snapshot(n_series, MINUTE, seed=i) for i in range(4)]
     keys = list(snapshots[0].series)
     ids = list(range(1, len(keys) + 1))
-    stamp = MINUTE + 30
-    row_sets = [
-        list(writes._minute_rows(list(s.series), list(s.series.values()), ids, stamp)) for s in snapshots
-    ]
+    flat = [_flat_params(s, ids, MINUTE + 30) for s in snapshots]
     del snapshots
-    grouped = [
-        [tuple(chain.from_iterable(rows[i : i + k])) for i in range(0, len(rows) - len(rows) % k, k)]
-        for rows in row_sets
-    ]
+    row_sets = [_cut(params, 1) for params in flat]
+    grouped = [_cut(params, writes.ROWS_PER_STATEMENT) for params in flat]
     dbs = []
     for name in ("floor-1.db", "floor-k.db"):
         store = await SQLiteStore.open(folder / name)  # the schema, through the real migrations
@@ -281,10 +285,11 @@ async def floor_rounds(folder: Path, n_series: int, rounds: int) -> dict[str, li
         db.executemany(store_series._INSERT, new)
         db.execute("COMMIT")
         dbs.append(db)
-    figures["insert"].append(_timed(dbs[0], writes._UPSERT_MINUTE, row_sets[0]))
+    one_row = writes._upsert_sql(1)
+    figures["insert"].append(_timed(dbs[0], one_row, row_sets[0]))
     _timed(dbs[1], writes._UPSERT_MINUTES, grouped[0])
     for r in range(rounds):
-        figures["update"].append(_timed(dbs[0], writes._UPSERT_MINUTE, row_sets[1 + r % 3]))
+        figures["update"].append(_timed(dbs[0], one_row, row_sets[1 + r % 3]))
         figures["update_grouped"].append(_timed(dbs[1], writes._UPSERT_MINUTES, grouped[1 + r % 3]))
     for db in dbs:
         db.close()
@@ -301,16 +306,7 @@ async def plain_rounds(n_series: int, k: int, *, floor: bool) -> None:
         path = Path(name) / "plain.db"
         if floor:
             ids = list(range(1, n_series + 1))
-            size = writes.ROWS_PER_STATEMENT
-            statements = []
-            for snap in snapshots:
-                rows = list(writes._minute_rows(list(snap.series), list(snap.series.values()), ids, MINUTE))
-                statements.append(
-                    [
-                        tuple(chain.from_iterable(rows[i : i + size]))
-                        for i in range(0, len(rows) - len(rows) % size, size)
-                    ]
-                )
+            statements = [_cut(_flat_params(s, ids, MINUTE), writes.ROWS_PER_STATEMENT) for s in snapshots]
             store = await SQLiteStore.open(path)
             await store.close()
             db = _floor_connection(path)

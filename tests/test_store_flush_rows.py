@@ -144,3 +144,32 @@ async def test_the_writer_keeps_a_larger_cache_and_checkpoints_less_often(tmp_pa
         "journal_mode": "wal",
     }
     assert reader_cache == -2000  # the reader keeps SQLite's default
+
+
+@pytest.mark.parametrize(("n", "expected"), [(1000, 10), (1050, 11), (260, 3)])
+async def test_rows_go_a_hundred_to_a_statement_and_the_rest_in_one(
+    tmp_path: Path, n: int, expected: int
+) -> None:
+    # Slices of 250 rows used to leave 50 rows a slice for one-row statements (2,000 of 10k).
+    snap = RecorderSnapshot(
+        series={
+            SeriesKey(MINUTE, "middleware", "h:1", "http", "GET", f"/e{i}", 200, "w", "dev", ""): SeriesDelta(
+                request_count=1, latency_count=1, latency_sum=2.0, histogram={40 + i % 7: 1}
+            )
+            for i in range(n)
+        }
+    )
+    store = await SQLiteStore.open(tmp_path / "s.db", batch_size=1000)
+    upserts: list[int] = []  # rows of each minute upsert executed (the trace shows bound values)
+
+    def trace(sql: str) -> None:
+        if "INTO metrics_aggregates_minute" in sql:
+            upserts.append(sql.split("ON CONFLICT")[0].count("), (") + 1)
+
+    try:
+        await store.writer.set_trace_callback(trace)
+        await store.write_snapshot(snap, now=MINUTE + 1)
+    finally:
+        await store.close()
+    assert len(upserts) == expected
+    assert sum(upserts) == n

@@ -17,12 +17,14 @@ by one small segment per flush (mean 458 bytes after 61 writes, 232 once compact
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from itertools import chain, compress
+from itertools import compress
 from operator import attrgetter
+from typing import Any
 
 import aiosqlite
 
@@ -149,7 +151,7 @@ _MINUTE_COLUMNS = (
     "latency_max, ttfb_sum, histogram, bytes_sent, bytes_received, injected_latency_sum, fault_count, "
     "session_count, session_duration_sum, active_connections, created_at, updated_at"
 )
-_ROW_PARAMS = 18  # parameters per minute row (see _minute_rows)
+_ROW_PARAMS = 18  # parameters per minute row (see _add_minute_params)
 # The histogram is appended (concatenation = sum; CAST because || yields TEXT); a delta without
 # latencies leaves it as it is. Minute rows keep p50/p95/p99 NULL: a row appended to drops the
 # values an older version stored, since they no longer describe its histogram.
@@ -192,13 +194,20 @@ def _upsert_sql(rows: int) -> str:
 # (reset, bind, step, the sqlite3 module's per-row work) besides the row itself, so many rows
 # per statement cut the floor of a 10k-row update by ~20% (`flush_bench.py --floor`). Rows
 # of one statement must have distinct keys (true: one row per SeriesKey), which PostgreSQL's
-# ON CONFLICT also requires.
+# ON CONFLICT also requires. A chunk's rows go ROWS_PER_STATEMENT to a statement and the rest
+# (a chunk of fewer rows, or not a multiple) in one statement of their own.
 ROWS_PER_STATEMENT = 100
-_UPSERT_MINUTE = _upsert_sql(1)
 _UPSERT_MINUTES = _upsert_sql(ROWS_PER_STATEMENT)
+_STATEMENT_PARAMS = _ROW_PARAMS * ROWS_PER_STATEMENT
 # Rows prepared on the event loop between two of its turns (~1-1.5 ms on a slow core, most of it
-# encoding their histograms); a multiple of ROWS_PER_STATEMENT.
+# encoding their histograms).
 _LOOP_SLICE = 250
+
+
+@functools.lru_cache(maxsize=ROWS_PER_STATEMENT)
+def _upsert_sql_for(rows: int) -> str:
+    """The upsert statement for a chunk's last ``rows`` rows (fewer than ROWS_PER_STATEMENT)."""
+    return _upsert_sql(rows)
 
 
 async def upsert_minutes(
@@ -219,24 +228,29 @@ async def upsert_minutes(
     deltas = list(series.values())
     step = max(1, batch_size)
     cache = series_cache(db)
+    width = _STATEMENT_PARAMS
     # Chunk by chunk: everything Python does for a row (id lookup, histogram encoding, the
-    # parameter tuples) runs on the event loop in slices of _LOOP_SLICE rows, then the chunk's
+    # parameters) runs on the event loop in slices of _LOOP_SLICE rows, then the chunk's
     # statements run on aiosqlite's thread with their parameters ready. That thread then holds the
     # GIL only to bind parameters (it releases it in every sqlite3_step); Python work there made
     # the loop wait for the GIL up to the switch interval (5 ms), often twice a tick. Serial, not
     # overlapped with the next chunk's slices: measured no faster (each side waits for the GIL
     # the other holds) and with more ticks late by over 5 ms (6 of 15 rounds against 2 of 15).
     for start in range(0, len(keys), step):
-        statements, singles = await _prepare_chunk(
+        params = await _prepare_chunk(
             db, cache, keys[start : start + step], deltas[start : start + step], now, step, appended
         )
+        whole = len(params) - len(params) % width
+        statements = [params[i : i + width] for i in range(0, whole, width)]
+        rest = params[whole:]
+        del params
         # What came due during the last slice runs before the writer starts: a loop that wants
         # the GIL back while the writer binds and steps can lose it for the writer's whole run.
         await _yield_to_loop()
         if statements:
             await db.executemany(_UPSERT_MINUTES, statements)
-        if singles:
-            await db.executemany(_UPSERT_MINUTE, singles)
+        if rest:
+            await db.execute(_upsert_sql_for(len(rest) // _ROW_PARAMS), rest)
     return len(keys)
 
 
@@ -248,24 +262,21 @@ async def _prepare_chunk(
     now: float,
     batch_size: int,
     appended: dict[int, list[int]] | None,
-) -> tuple[list[tuple], list[tuple]]:
-    """The parameters of a chunk's statements, built on the event loop in slices."""
-    k = ROWS_PER_STATEMENT
+) -> list[Any]:
+    """The parameters of a chunk's rows in one flat list (_ROW_PARAMS a row), built on the event
+    loop in slices."""
     stamp = int(now)
-    statements: list[tuple] = []
-    singles: list[tuple] = []
+    params: list[Any] = []
     for first in range(0, len(keys), _LOOP_SLICE):
         await _yield_to_loop()
         part_keys = keys[first : first + _LOOP_SLICE]
         part_deltas = deltas[first : first + _LOOP_SLICE]
         series_ids = await _series_ids(db, cache, part_keys, now, batch_size)
+        hists = [delta.histogram for delta in part_deltas]
         if appended is not None:
-            _note_appends(appended, part_keys, part_deltas, series_ids)
-        rows = list(_minute_rows(part_keys, part_deltas, series_ids, stamp))
-        whole = len(rows) - len(rows) % k
-        statements += [tuple(chain.from_iterable(rows[i : i + k])) for i in range(0, whole, k)]
-        singles += rows[whole:]
-    return statements, singles
+            _note_appends(appended, part_keys, hists, series_ids)
+        _add_minute_params(params, part_keys, part_deltas, series_ids, encode_deltas(hists), stamp)
+    return params
 
 
 async def _yield_to_loop() -> None:
@@ -296,31 +307,48 @@ async def _series_ids(
 
 
 def _note_appends(
-    appended: dict[int, list[int]], keys: list[SeriesKey], deltas: list[SeriesDelta], series_ids: list[int]
+    appended: dict[int, list[int]], keys: list[SeriesKey], hists: list[dict[int, int]], series_ids: list[int]
 ) -> None:
-    """Add {minute: series ids} of the rows that get a histogram segment."""
-    with_histogram = compress(range(len(deltas)), [d.histogram for d in deltas])
+    """Add {minute: series ids} of the rows that get a histogram segment (a non-empty histogram)."""
     minutes = list(map(_MINUTE_OF, keys))
     first = minutes[0] if minutes else 0
-    if minutes.count(first) == len(minutes):  # the usual case: one minute in the chunk
-        appended.setdefault(first, []).extend(series_ids[i] for i in with_histogram)
+    if minutes.count(first) == len(minutes):  # the usual case: one minute in the slice
+        appended.setdefault(first, []).extend(compress(series_ids, hists))
         return
-    for i in with_histogram:
-        appended.setdefault(minutes[i], []).append(series_ids[i])
+    for minute, series_id in compress(zip(minutes, series_ids, strict=True), hists):
+        appended.setdefault(minute, []).append(series_id)
 
 
-def _minute_rows(
-    keys: list[SeriesKey], deltas: list[SeriesDelta], series_ids: list[int], stamp: int
-) -> Iterator[tuple]:
-    """Yield one upsert parameter tuple per series (the deltas' histograms encoded in one pass)."""
-    blobs = encode_deltas([delta.histogram for delta in deltas])
+def _add_minute_params(
+    params: list[Any],
+    keys: list[SeriesKey],
+    deltas: list[SeriesDelta],
+    series_ids: list[int],
+    blobs: list[bytes | bytearray],
+    stamp: int,
+) -> None:
+    """Append each row's upsert parameters to ``params`` (flat: what a statement of many rows binds).
+
+    One flat list, not a tuple a row chained into a tuple a statement: a row's tuple comes from
+    the interpreter's free list and is copied into the list in C, with nothing left to free.
+    """
     for key, delta, series_id, blob in zip(keys, deltas, series_ids, blobs, strict=True):
-        yield (
+        params += (
             key.minute, series_id, delta.request_count, delta.error_count, delta.latency_count,
             delta.latency_sum, delta.latency_min, delta.latency_max, delta.ttfb_sum, blob or None,
             delta.bytes_sent, delta.bytes_received, delta.injected_latency_sum, delta.fault_count,
             delta.session_count, delta.session_duration_sum, delta.active_connections, stamp,
         )  # fmt: skip
+
+
+def _minute_params(
+    keys: list[SeriesKey], deltas: list[SeriesDelta], series_ids: list[int], stamp: int
+) -> list[Any]:
+    """The flat upsert parameters of these rows, histograms encoded (for the flush bench's floor)."""
+    params: list[Any] = []
+    hists = [delta.histogram for delta in deltas]
+    _add_minute_params(params, keys, deltas, series_ids, encode_deltas(hists), stamp)
+    return params
 
 
 async def mark_rollup_dirty(db: aiosqlite.Connection, timestamps: Iterable[int]) -> int:
