@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import MappingProxyType
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -84,3 +86,21 @@ def test_encodings_come_out_as_bytearrays_for_sqlite3() -> None:
         blobs = encode_deltas(hists)
         assert blobs == [histogram.encode(h) for h in hists]
         assert [type(b) for b in blobs] == [bytearray if h else bytes for h in hists]
+
+
+def test_wide_counts_and_other_mappings_stay_on_the_vectorised_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Counts go through bytes (0..255) with np.fromiter as the fallback; both must stay vectorised.
+    usual = [{300 + i: 1, 310 + i: 2} for i in range(20)]
+    wide = {400: 300}  # a count past a byte: RUN, not SAMPLES, so encode_delta does it
+    calls: list[dict[int, int]] = []
+
+    def spy(hist: dict[int, int]) -> bytes:
+        calls.append(dict(hist))
+        return histogram.encode(hist)
+
+    monkeypatch.setattr("mockforge_analytics_plugin.store.delta_encode.encode_delta", spy)
+    assert encode_deltas([*usual, wide]) == [histogram.encode(h) for h in [*usual, wide]]
+    assert calls == [wide]
+    proxies = [MappingProxyType(h) for h in usual]
+    assert encode_deltas(proxies) == [histogram.encode(h) for h in usual]
+    assert calls == [wide]

@@ -24,6 +24,7 @@ encode_deltas 90 M.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Mapping, Sequence
 from itertools import chain
 from typing import Any
@@ -109,18 +110,11 @@ def encode_deltas(hists: Sequence[Mapping[int, int]]) -> list[bytes | bytearray]
     Raises ValueError like ``histogram.encode`` (a negative count, an index out of range).
     """
     size = len(hists)
-    lens = np.fromiter(map(len, hists), dtype=np.int64, count=size) if np is not None and size else None
-    entries = int(lens.sum()) if lens is not None else 0
-    if not entries:
+    columns = _columns(hists, size) if np is not None and size else None
+    if columns is None:
         return _one_by_one(hists)
+    lens, index, count = columns
     i64 = np.int64
-    index = np.fromiter(chain.from_iterable(hists), dtype=i64, count=entries)
-    try:
-        count = np.fromiter(chain.from_iterable(h.values() for h in hists), dtype=i64, count=entries)
-    except (OverflowError, TypeError):  # a count past int64 (or not an int): the plain path says why
-        return _one_by_one(hists)
-    if int(index.min()) < 0 or int(index.max()) > _MAX_INDEX:
-        return _one_by_one(hists)
     owners = np.flatnonzero(lens)  # histograms with entries, in order
     n = lens[owners]
     # Entries sorted by (histogram, bucket); each histogram's are contiguous, so this only sorts
@@ -168,6 +162,37 @@ def encode_deltas(hists: Sequence[Mapping[int, int]]) -> list[bytes | bytearray]
     ):
         out[o] = raw[a:z] if ok else bytearray(encode_delta(hists[o]))
     return out
+
+
+def _columns(hists: Sequence[Mapping[int, int]], size: int) -> tuple[Any, Any, Any] | None:
+    """(entries of each histogram, their bucket indexes, their counts) as int64 arrays, in dict
+    order; None when there are no entries or an index is not an int in 0..65535.
+
+    ``bytes``, ``struct`` and ``bytearray`` take small ints from an iterator in C at about half
+    the cost per value of ``np.fromiter``, which converts each through numpy's scalar discovery
+    (callgrind, 10k flush_bench deltas in slices of 250: the three columns 43 -> 30 M).
+    """
+    i64 = np.int64
+    try:
+        lens = np.frombuffer(bytes(map(len, hists)), dtype=np.uint8).astype(i64)
+    except ValueError:  # a histogram of 256 entries or more
+        lens = np.fromiter(map(len, hists), dtype=i64, count=size)
+    entries = int(lens.sum())
+    if not entries:
+        return None
+    try:
+        packed = struct.pack(f"{entries}H", *chain.from_iterable(hists))
+    except struct.error:  # an index out of range or not an int: the plain path says why
+        return None
+    index = np.frombuffer(packed, dtype=np.uint16).astype(i64)
+    try:
+        count = np.frombuffer(bytearray(chain.from_iterable(map(dict.values, hists))), dtype=np.uint8)
+    except (ValueError, TypeError):  # a count of 256 or more (or negative), or not a dict
+        try:
+            count = np.fromiter(chain.from_iterable(h.values() for h in hists), dtype=i64, count=entries)
+        except (OverflowError, TypeError):  # a count past int64 (or not an int)
+            return None
+    return lens, index, count.astype(i64)
 
 
 def _one_by_one(hists: Sequence[Mapping[int, int]]) -> list[bytes | bytearray]:
