@@ -173,3 +173,28 @@ async def test_rows_go_a_hundred_to_a_statement_and_the_rest_in_one(
         await store.close()
     assert len(upserts) == expected
     assert sum(upserts) == n
+
+
+async def test_requests_and_rollup_marks_come_from_every_chunk(tmp_path: Path) -> None:
+    # Read off the rows' parameters chunk by chunk (MinuteTally), not off the snapshot.
+    hour = MINUTE - MINUTE % 3600
+    minutes = [hour - 60, hour, hour + 3540, hour + 3600 * 24]  # three hours, two days
+    snap = RecorderSnapshot(
+        series={
+            SeriesKey(m, "middleware", "h:1", "http", "GET", f"/e{i}", 200, "w", "dev", ""): SeriesDelta(
+                request_count=i + 1
+            )
+            for i in range(23)
+            for m in minutes[i % 4 : i % 4 + 1]
+        }
+    )
+    store = await SQLiteStore.open(tmp_path / "t.db", batch_size=7)
+    try:
+        result = await store.write_snapshot(snap, now=MINUTE)
+        marks = await store.reader.execute_fetchall("SELECT tier, timestamp FROM rollup_dirty ORDER BY 1, 2")
+    finally:
+        await store.close()
+    assert result.requests == sum(range(1, 24))
+    assert [tuple(m) for m in marks] == sorted(
+        {("hour", m - m % 3600) for m in minutes} | {("day", m - m % 86400) for m in minutes}
+    )

@@ -23,7 +23,6 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from itertools import compress
-from operator import attrgetter
 from typing import Any
 
 import aiosqlite
@@ -35,6 +34,7 @@ from .delta_encode import encode_deltas
 from .series import SeriesCache, invalidate_series_cache, resolve_series_ids, series_cache, series_dims
 
 __all__ = [
+    "MinuteTally",
     "WriteResult",
     "insert_error_events",
     "mark_rollup_dirty",
@@ -45,8 +45,17 @@ __all__ = [
 
 logger = logging.getLogger("mockforge.analytics.store")
 
-_MINUTE_OF = attrgetter("minute")
-_REQUESTS_OF = attrgetter("request_count")
+
+@dataclass(slots=True)
+class MinuteTally:
+    """The requests and minutes of the rows :func:`upsert_minutes` wrote.
+
+    Read off each chunk's flat parameters in C (a slice and a sum or set update), not from the
+    deltas: attrgetter over 10k keys and deltas cost ~870 instructions a series.
+    """
+
+    requests: int = 0
+    minutes: set[int] = field(default_factory=set)
 
 
 @dataclass(slots=True)
@@ -77,20 +86,20 @@ async def write_snapshot(
     ``before_commit`` runs last inside the transaction; raising there rolls everything back.
     """
     started = time.perf_counter()
-    # C-speed sums (attrgetter): a generator over 10k deltas is ~1.5 ms on the loop, in one piece.
-    result = WriteResult(requests=sum(map(_REQUESTS_OF, snapshot.series.values())))
+    result = WriteResult()
     if snapshot.is_empty():
         return result
     appended: dict[int, list[int]] = {}
     await db.execute("BEGIN IMMEDIATE")
     try:
         await seed_append_log(db)  # once per connection: what a previous process left uncompacted
-        touched: set[int] = set()
+        tally = MinuteTally()
         if snapshot.series:
             result.rows["metrics_aggregates_minute"] = await upsert_minutes(
-                db, snapshot.series, now, batch_size=batch_size, appended=appended
+                db, snapshot.series, now, batch_size=batch_size, appended=appended, tally=tally
             )
-            touched.update(map(_MINUTE_OF, snapshot.series))
+        result.requests = tally.requests
+        touched = tally.minutes
         if snapshot.clients:
             result.rows["client_analytics"] = await upsert_clients(
                 db, snapshot.clients, now, batch_size=batch_size
@@ -217,10 +226,12 @@ async def upsert_minutes(
     *,
     batch_size: int = 1000,
     appended: dict[int, list[int]] | None = None,
+    tally: MinuteTally | None = None,
 ) -> int:
     """Add deltas into minute rows (histograms appended in SQL); return rows.
 
-    ``appended`` (when given) collects {minute: series ids} of the rows given a histogram segment.
+    ``appended`` (when given) collects {minute: series ids} of the rows given a histogram segment,
+    ``tally`` the requests and minutes of the rows.
     """
     # Keys and deltas as two lists, not a list of (key, delta) pairs: 10k pairs would be GC-tracked
     # objects living through the whole flush (promoted, they bring the next full collection nearer).
@@ -240,6 +251,9 @@ async def upsert_minutes(
         params = await _prepare_chunk(
             db, cache, keys[start : start + step], deltas[start : start + step], now, step, appended
         )
+        if tally is not None:
+            tally.requests += sum(params[2::_ROW_PARAMS])
+            tally.minutes.update(params[0::_ROW_PARAMS])
         whole = len(params) - len(params) % width
         statements = [params[i : i + width] for i in range(0, whole, width)]
         rest = params[whole:]
@@ -273,9 +287,10 @@ async def _prepare_chunk(
         part_deltas = deltas[first : first + _LOOP_SLICE]
         series_ids = await _series_ids(db, cache, part_keys, now, batch_size)
         hists = [delta.histogram for delta in part_deltas]
-        if appended is not None:
-            _note_appends(appended, part_keys, hists, series_ids)
+        mark = len(params)
         _add_minute_params(params, part_keys, part_deltas, series_ids, encode_deltas(hists), stamp)
+        if appended is not None:
+            _note_appends(appended, params[mark::_ROW_PARAMS], hists, series_ids)
     return params
 
 
@@ -307,10 +322,9 @@ async def _series_ids(
 
 
 def _note_appends(
-    appended: dict[int, list[int]], keys: list[SeriesKey], hists: list[dict[int, int]], series_ids: list[int]
+    appended: dict[int, list[int]], minutes: list[int], hists: list[dict[int, int]], series_ids: list[int]
 ) -> None:
     """Add {minute: series ids} of the rows that get a histogram segment (a non-empty histogram)."""
-    minutes = list(map(_MINUTE_OF, keys))
     first = minutes[0] if minutes else 0
     if minutes.count(first) == len(minutes):  # the usual case: one minute in the slice
         appended.setdefault(first, []).extend(compress(series_ids, hists))
