@@ -43,6 +43,7 @@ def test_a_slice_of_usual_deltas_takes_the_vectorised_path(monkeypatch: pytest.M
     expected = [histogram.encode(h) for h in hists]
     monkeypatch.setattr("mockforge_analytics_plugin.store.delta_encode.encode_delta", _not_called)
     assert encode_deltas(hists) == expected  # all SAMPLES (or empty): no per-histogram call
+    assert encode_deltas(hists[:50]) == expected[:50]  # none empty: sliced in one comprehension
 
 
 def _not_called(hist: dict[int, int]) -> bytes:

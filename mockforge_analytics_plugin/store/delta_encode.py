@@ -156,6 +156,8 @@ def encode_deltas(hists: Sequence[Mapping[int, int]]) -> list[bytes | bytearray]
     delta[first] = 0
     buf[((start + head)[owner_of] + before)[keep]] = delta[keep]
     raw = bytearray(buf)  # its slices are bytearrays too
+    if len(owners) == size and bool(samples.all()):  # the usual slice: every delta one SAMPLES segment
+        return [raw[a:z] for a, z in zip(start.tolist(), (start + length).tolist(), strict=True)]
     out: list[bytes | bytearray] = [b""] * size
     for o, a, z, ok in zip(
         owners.tolist(), start.tolist(), (start + length).tolist(), samples.tolist(), strict=True
