@@ -279,3 +279,11 @@ async def test_prometheus_minutes_carry_no_percentiles(tmp_path: Path) -> None:
         await store.close()
     assert blob == histogram.encode(hist_of([3.0, 4.0]))
     assert (p50, p95, p99, requests) == (None, None, None, 2)
+
+
+def test_a_compacted_blob_is_bound_as_a_bytearray() -> None:
+    # sqlite3 (3.11) sends bytes through its adapter lookup; a bytearray is bound directly.
+    two_segments = histogram.encode({300: 1}) + histogram.encode({301: 1})
+    ((blob, minute, series_id),) = compaction._compacted(60, [(7, two_segments)])
+    assert type(blob) is bytearray
+    assert (blob, minute, series_id) == (histogram.encode({300: 1, 301: 1}), 60, 7)

@@ -226,5 +226,5 @@ def _compacted(minute: int, rows: list[tuple[int, bytes]]) -> Iterator[tuple[byt
         logger.warning("analytics: minute %d holds a malformed histogram; not compacted", minute)
         return
     for (series_id, blob), new in zip(rows, packed, strict=True):
-        if new != blob:
-            yield new, minute, series_id
+        if new != blob:  # a bytearray: sqlite3 binds bytes through its adapter lookup (delta_encode)
+            yield bytearray(new), minute, series_id
