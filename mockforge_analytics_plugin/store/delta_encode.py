@@ -19,7 +19,7 @@ Why not ``histogram_numpy.encode_all``: it is general (any spread, count widths,
 entries), so it runs many more numpy operations per call and sums entries with a dense bincount
 over histograms x bucket span. Instructions per 10k `flush_bench.py` deltas (callgrind; slices
 of 250 as the flush encodes them on the event loop): encode_all 231 M, encode_delta 175 M,
-encode_deltas 90 M.
+encode_deltas 90 M (79 M since its input columns are read in C, see ``_columns``).
 """
 
 from __future__ import annotations
