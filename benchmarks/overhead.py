@@ -345,7 +345,8 @@ class ServerWindow:
         return (self.instructions - self.idle_per_second * self.seconds) / self.requests
 
 
-def _callgrind_control(pid: int, *args: str) -> None:
+def callgrind_control(pid: int, *args: str) -> None:
+    """Run callgrind_control with ``args`` against the valgrind process ``pid``."""
     subprocess.run(["callgrind_control", *args, str(pid)], check=True, capture_output=True, timeout=120)
 
 
@@ -354,6 +355,25 @@ def _callgrind_total(path: Path) -> int:
     if not m:
         raise SystemExit(f"no totals in {path}")
     return int(m.group(1))
+
+
+def start_counting_server(folder: Path, variant: str, out: Path, *options: str) -> Server:
+    """Start a server under callgrind with counting off, warm it up with SERVER_WARMUP requests,
+    then switch counting on: what follows until a ``callgrind_control --dump`` is the window
+    (``{out}.1``). ``options`` go to valgrind (``--cache-sim=yes``, say)."""
+    prefix = ("valgrind", "--tool=callgrind", *options, "--dump-instr=no", "--instr-atstart=no",
+              f"--callgrind-out-file={out}")  # fmt: skip
+    os.environ.setdefault("PYTHONHASHSEED", "0")
+    # Not pinned: instruction counts do not depend on the core, and two runs go at once.
+    server = start_server(folder, variant, prefix=prefix, timeout=300, pin=False, quiet_background=True)
+    try:
+        send_sequential(server.port, SERVER_WARMUP)
+        # valgrind runs the tool in its own process: its pid is the server's
+        callgrind_control(server.proc.pid, "-i", "on")
+    except BaseException:
+        server.stop(timeout=300)
+        raise
+    return server
 
 
 def server_window(variant: str, requests: int, folder: Path) -> ServerWindow:
@@ -365,26 +385,20 @@ def server_window(variant: str, requests: int, folder: Path) -> ServerWindow:
     by millions between runs and would swamp a per-request difference of a few hundred.
     """
     out = folder / "callgrind.out"
-    prefix = ("valgrind", "--tool=callgrind", "--dump-instr=no", "--instr-atstart=no",
-              f"--callgrind-out-file={out}")  # fmt: skip
-    os.environ.setdefault("PYTHONHASHSEED", "0")
-    # Not pinned: instruction counts do not depend on the core, and two runs go at once.
-    server = start_server(folder, variant, prefix=prefix, timeout=300, pin=False, quiet_background=True)
-    pid = server.proc.pid  # valgrind runs the tool in its own process: this is the server
+    server = start_counting_server(folder, variant, out)
+    pid = server.proc.pid
     try:
-        send_sequential(server.port, SERVER_WARMUP)
-        _callgrind_control(pid, "-i", "on")
         t0 = time.monotonic()
         send_sequential(server.port, requests)
-        _callgrind_control(pid, "--dump")  # part 1: the window
+        callgrind_control(pid, "--dump")  # part 1: the window
         seconds = time.monotonic() - t0
         time.sleep(1)  # the closed connection's teardown is not idle work
-        _callgrind_control(pid, "--dump")  # part 2: discarded
+        callgrind_control(pid, "--dump")  # part 2: discarded
         t1 = time.monotonic()
         time.sleep(SERVER_IDLE_S)
-        _callgrind_control(pid, "--dump")  # part 3: idle
+        callgrind_control(pid, "--dump")  # part 3: idle
         idle_seconds = time.monotonic() - t1
-        _callgrind_control(pid, "-i", "off")
+        callgrind_control(pid, "-i", "off")
     finally:
         server.stop(timeout=300)  # the final flush and callgrind's dump are slow under valgrind
     window, idle = _callgrind_total(Path(f"{out}.1")), _callgrind_total(Path(f"{out}.3"))

@@ -27,18 +27,12 @@ import overhead
 def cache_window(variant: str, folder: Path, seconds: float) -> tuple[int, dict[str, int]]:
     """(requests, {event: count}) of one server's counted window under wrk."""
     out = folder / "callgrind.out"
-    prefix = ("valgrind", "--tool=callgrind", "--cache-sim=yes", "--dump-instr=no", "--instr-atstart=no",
-              f"--callgrind-out-file={out}")  # fmt: skip
-    server = overhead.start_server(
-        folder, variant, prefix=prefix, timeout=300, pin=False, quiet_background=True
-    )
+    server = overhead.start_counting_server(folder, variant, out, "--cache-sim=yes")
     try:
-        overhead.send_sequential(server.port, overhead.SERVER_WARMUP)
-        overhead._callgrind_control(server.proc.pid, "-i", "on")
         url = f"http://127.0.0.1:{server.port}{overhead.PATH}"
         report = subprocess.run(["wrk", "-t1", "-c32", f"-d{int(seconds)}s", url],
                                 capture_output=True, text=True, check=True).stdout  # fmt: skip
-        overhead._callgrind_control(server.proc.pid, "--dump")
+        overhead.callgrind_control(server.proc.pid, "--dump")
     finally:
         server.stop(timeout=300)
     m = re.search(r"(\d+) requests in", report)
