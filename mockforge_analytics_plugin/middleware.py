@@ -1,10 +1,10 @@
 """Pure ASGI capture middleware: times every HTTP request and WebSocket session into a Recorder.
 
-Stateless: everything about one request lives in locals of ``__call__`` and its per-request
-``_HttpCall`` (which is also the RawRequest it queues); the only shared object is the Recorder,
-whose ``record_raw`` only appends and never awaits (``capture_build`` turns what it queued into a
-record later). Lifespan and other scope types pass straight through. Compiled with mypyc
-(setup.py): annotations here are checked at run time.
+Stateless: everything about one request lives in its ``_HttpCall`` (which is also the RawRequest
+it queues); the only shared object is the Recorder, whose ``record_raw`` only appends and never
+awaits (``capture_build`` turns what it queued into a record later). ``__call__`` is not a
+coroutine: lifespan and other scopes, the mount and excluded paths get the app's own awaitable.
+Compiled with mypyc (setup.py): annotations here are checked at run time.
 """
 
 from __future__ import annotations
@@ -45,9 +45,14 @@ def _utf8_len(text: str) -> int:
 
 class _HttpCall(RawRequest):
     """One HTTP request: its wrapped receive and send, and then the RawRequest it is queued as
-    (one object per request: no closures, no second object to queue)."""
+    (one object per request: no closures, no second object to queue).
 
-    __slots__ = ("_perf", "_receive", "_send", "disconnected", "end", "finished", "first_byte")
+    Everything the request path does besides awaiting the app lives in plain (non-generator)
+    methods here: compiled, their locals are C locals, and the middleware's coroutine stays a
+    few lines of code (the request path's cost is mostly its code footprint in the CPU's cache).
+    """
+
+    __slots__ = ("_perf", "_receive", "_send", "disconnected", "end", "finished", "first_byte", "start")
 
     def __init__(
         self, builder: RequestBuilder, receive: Receive, send: Send, perf: Callable[[], float]
@@ -64,6 +69,9 @@ class _HttpCall(RawRequest):
         self.read_any = False
         self.finished = False
         self.disconnected = False
+        self.error_type = ""
+        self.error_message = ""
+        self.start = perf()
 
     async def receive(self) -> Message:
         """The app's receive: count request bytes, note a disconnect before the response ended."""
@@ -82,7 +90,7 @@ class _HttpCall(RawRequest):
         Only the last body message goes through a coroutine of ours (to time the end after the
         server took it); the others return the server's own awaitable: one coroutine less per
         request. A client gone while those are sent surfaces as the app's exception (see
-        ``_connection_lost``).
+        ``failed``).
         """
         kind: str = message["type"]
         if kind == "http.response.start":
@@ -103,6 +111,48 @@ class _HttpCall(RawRequest):
             raise
         self.end = self._perf()
         self.finished = True
+
+    def failed(self, exc: BaseException) -> None:
+        """The app raised: its own error (a 500 with the type), or the client went away."""
+        if isinstance(exc, Exception):
+            if not self.finished and _connection_lost(exc):
+                self.disconnected = True  # the server's send raised (start or a middle chunk)
+            if not self.disconnected:
+                self.error_type = type(exc).__name__
+                self.error_message = str(exc)[:MAX_ERROR_MESSAGE_CHARS]
+        elif not self.finished:
+            self.disconnected = True  # cancelled: the server gave up on it (client gone, shutdown)
+
+    def settle(self, scope: Scope) -> None:
+        """Fill in the outcome once the app is done (status, times, the scope's references)."""
+        status = self.status
+        if self.error_type:
+            status = 500
+        elif self.disconnected and not self.finished:
+            status = 499
+            self.error_type = "client_disconnected"
+        elif status == 0:
+            status = 500
+            self.error_type = "no_response"
+        start = self.start
+        end = self.end or self._perf()
+        first_byte = self.first_byte
+        # Only references and numbers here; parsing happens when the recorder folds its batch
+        # (cache-warm, off this request's path). The scope itself is not kept: its dicts would
+        # outlive the request and cost the garbage collector more; nor are the server's receive
+        # and send.
+        self._receive = self._send = None
+        self.status = status
+        self.duration_ms = (end - start) * 1000.0
+        self.ttfb_ms = (first_byte - start) * 1000.0 if first_byte else 0.0
+        _take_scope(self, scope)
+        self.method = scope.get("method", "GET")
+
+
+def _literal_prefix(pattern: str) -> str:
+    """What every path an fnmatch pattern matches starts with (up to its first wildcard)."""
+    cuts = [i for i in (pattern.find("*"), pattern.find("?"), pattern.find("[")) if i >= 0]
+    return pattern[: min(cuts)] if cuts else pattern
 
 
 def _take_scope(raw: RawRequest, scope: Scope) -> None:
@@ -154,6 +204,7 @@ class CaptureMiddleware:
         patterns = [fnmatch.translate(p) for p in config.exclude_paths]
         self._exclude = re.compile("|".join(patterns)) if patterns else None
         self._graphql = frozenset(config.graphql_paths)
+        self._candidate_prefixes = (mount, *(_literal_prefix(p) for p in config.exclude_paths))
         # Paths repeat: remember the exclusion verdict (bounded; cleared when full).
         self._excluded_cache: dict[str, bool] = {}
         self._logged_failure = False
@@ -187,92 +238,71 @@ class CaptureMiddleware:
             path = path[len(root) :] or "/"
         return path, root
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """ASGI entry point: HTTP is handled inline (one coroutine less per request)."""
-        if scope["type"] != "http":
-            if scope["type"] == "websocket":
-                await self._websocket(scope, receive, send)
-            else:
-                await self.app(scope, receive, send)
-            return
+    def _begin(self, scope: Scope, receive: Receive, send: Send) -> _HttpCall | None:
+        """A new request's _HttpCall, counted in flight; None for the mount and excluded paths."""
         outer_root = scope.get("root_path", "")
         path = self._route_path(scope)[0] if outer_root else scope["path"]
-        excluded = self._excluded_cache.get(path)
-        if excluded is None:
-            excluded = self._excluded(path)
-        if excluded:
-            await self.app(scope, receive, send)
-            return
-        perf = self.perf
-        call = _HttpCall(self._builder, receive, send, perf)
-        start = perf()
-        ts = self.clock()
+        # Only a path starting like the mount or a pattern can be excluded: one C call for most
+        # requests instead of hashing a new path string for the verdict cache.
+        if path.startswith(self._candidate_prefixes):
+            excluded = self._excluded_cache.get(path)
+            if excluded is None:
+                excluded = self._excluded(path)
+            if excluded:
+                return None
+        call = _HttpCall(self._builder, receive, send, self.perf)
+        call.ts = self.clock()
+        call.path = path
+        call.outer_root = outer_root
         gauge = self._gauge
-        graphql = path in self._graphql
-        if graphql:
-            protocol = "graphql"
-            in_flight = gauge.graphql + 1
-            gauge.graphql = in_flight
+        if self._graphql and path in self._graphql:
+            call.protocol = "graphql"
+            call.in_flight = gauge.graphql = gauge.graphql + 1
         else:
-            protocol = "http"
-            in_flight = gauge.http + 1
-            gauge.http = in_flight
-        error_type = ""
-        error_message = ""
+            call.protocol = "http"
+            call.in_flight = gauge.http = gauge.http + 1
+        return call
+
+    def _finish(self, call: _HttpCall, scope: Scope) -> None:
+        """Out of flight, outcome settled, queued for the recorder (a capture bug is logged, never
+        raised into the request it measured)."""
+        gauge = self._gauge
+        if call.protocol == "graphql":
+            gauge.graphql = max(0, gauge.graphql - 1)
+        else:
+            gauge.http = max(0, gauge.http - 1)
+        try:
+            call.settle(scope)
+            native = self._native
+            if native is not None:
+                native.record_raw(call)
+            else:
+                self.recorder.record_raw(call)
+        except Exception:
+            self._log_failure()
+
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        """ASGI entry point. Not a coroutine itself: an HTTP request gets one (``_http``), other
+        scopes and excluded paths get the app's own awaitable (no layer of ours around them)."""
+        kind = scope["type"]
+        if kind == "http":
+            call = self._begin(scope, receive, send)
+            if call is not None:
+                return self._http(call, scope)
+        elif kind == "websocket":
+            return self._websocket(scope, receive, send)
+        return self.app(scope, receive, send)
+
+    async def _http(self, call: _HttpCall, scope: Scope) -> None:
+        """One HTTP request: the app awaited, the outcome recorded. The work around the await is
+        in plain methods (see _HttpCall), so this coroutine's compiled code stays small."""
         try:
             await self.app(scope, call.receive, call.send)
-        except Exception as exc:
-            if not call.finished and _connection_lost(exc):
-                call.disconnected = True  # the server's send raised (start or a middle chunk)
-            if not call.disconnected:
-                error_type = type(exc).__name__
-                error_message = str(exc)[:MAX_ERROR_MESSAGE_CHARS]
-            raise
-        except BaseException:  # cancelled: the server gave up on this request (client gone, shutdown)
-            if not call.finished:
-                call.disconnected = True
+        except BaseException as exc:
+            call.failed(exc)
             raise
         finally:
-            if graphql:
-                gauge.graphql = max(0, gauge.graphql - 1)
-            else:
-                gauge.http = max(0, gauge.http - 1)
-            status = call.status
-            if error_type:
-                status = 500
-            elif call.disconnected and not call.finished:
-                status = 499
-                error_type = "client_disconnected"
-            elif status == 0:
-                status = 500
-                error_type = "no_response"
-            end = call.end or perf()
-            first_byte = call.first_byte
-            try:
-                # Only references and numbers here; parsing happens when the recorder folds its
-                # batch (cache-warm, off this request's path). The scope itself is not kept: its
-                # dicts would outlive the request and cost the garbage collector more; nor are
-                # the server's receive and send.
-                call._receive = call._send = None
-                call.ts = ts
-                call.protocol = protocol
-                call.path = path
-                call.outer_root = outer_root
-                call.status = status
-                call.duration_ms = (end - start) * 1000.0
-                call.ttfb_ms = (first_byte - start) * 1000.0 if first_byte else 0.0
-                call.error_type = error_type
-                call.error_message = error_message
-                call.in_flight = in_flight
-                _take_scope(call, scope)
-                call.method = scope.get("method", "GET")
-                native = self._native
-                if native is not None:
-                    native.record_raw(call)
-                else:
-                    self.recorder.record_raw(call)
-            except Exception:  # a capture bug must never break the request it measured
-                self._log_failure()
+            self._finish(call, scope)
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         path, outer_root = self._route_path(scope)

@@ -226,6 +226,17 @@ async def test_mount_and_excluded_paths_not_recorded() -> None:
     assert [x.path for x in rec.items] == ["/analyticsx"]
 
 
+async def test_exclude_patterns_with_leading_and_inner_wildcards() -> None:
+    # Paths are checked against the patterns' literal prefixes first; a pattern that starts with
+    # a wildcard (empty prefix) or has ? and [..] inside must still exclude what it matches.
+    cfg = AnalyticsConfig(exclude_paths=("*.png", "/v?/health", "/files/[ab]*"))
+    app, rec, _ = build(cfg)
+    async with client(app) as c:
+        for p in ("/users/logo.png", "/v2/health", "/files/a1", "/files/c1", "/users/7", "/analytics/x"):
+            await c.get(p)
+    assert [x.path for x in rec.items] == ["/files/c1", "/users/7"]
+
+
 async def test_client_id_header_and_forwarded_for() -> None:
     cfg = AnalyticsConfig(client_id_header="X-Client-Id", trusted_proxies=("10.9.9.9",))
     app, rec, _ = build(cfg)
