@@ -88,9 +88,11 @@ class RawRequest:
     The queuing side sets every field before queuing (the HTTP path fills them as the request ends).
     """
 
-    __slots__ = ("builder", "client", "duration_ms", "error_message", "error_type", "headers", "in_flight",
-                 "method", "mf", "outer_root", "path", "protocol", "read_any", "received", "root_path",
-                 "route", "sent", "status", "ts", "ttfb_ms")  # fmt: skip
+    __slots__ = ("builder", "client", "client_id", "duration_ms", "endpoint", "environment",
+                 "error_message", "error_type", "fault", "headers", "in_flight", "injected", "method", "mf",
+                 "outer_root", "path", "protocol", "read_any", "received", "root_path", "route", "route_id",
+                 "sent", "status", "test_run", "trace_id", "ts", "ttfb_ms", "user_agent",
+                 "workspace")  # fmt: skip
 
     builder: RequestBuilder
     ts: float
@@ -112,6 +114,17 @@ class RawRequest:
     route: Any
     root_path: str
     method: str
+    # Set by keep() when the request is folded: what the recent-requests ring shows.
+    endpoint: str
+    client_id: str
+    user_agent: str
+    workspace: str
+    environment: str
+    test_run: str
+    route_id: str
+    injected: float
+    fault: bool
+    trace_id: str
 
     def __init__(self, builder: RequestBuilder) -> None:
         self.builder = builder
@@ -119,6 +132,25 @@ class RawRequest:
     def build(self) -> Fields:
         """The CapturedRequest fields of this request."""
         return self.builder.build(self)
+
+    def keep(self, f: Fields) -> None:
+        """Become the recent ring's entry: keep the built fields it shows (the client as capped)
+        and drop what they were built from. The ring keeps this object instead of a 24-field tuple
+        per request: compiled, the numbers stay unboxed and there is no tuple for the GC to visit."""
+        self.method = f[2]
+        self.endpoint = f[3]
+        self.path = f[4]
+        self.received = f[9]
+        self.client_id = f[10]
+        self.user_agent = f[11]
+        self.workspace = f[12]
+        self.environment = f[13]
+        self.test_run = f[14]
+        self.route_id = f[15]
+        self.injected = f[16]
+        self.fault = f[17]
+        self.trace_id = f[18]
+        self.headers = self.client = self.mf = self.route = None
 
 
 # W3C trace context: version-traceid-parentid-flags, lowercase hex; version ff is invalid.

@@ -139,7 +139,14 @@ class Recorder(CellFolding):
         out: list[RecentRequest] = []
         ring = self._ring
         for i in range(1, n + 1):
-            f = ring[-i]  # CapturedRequest fields, in order (see _add)
-            out.append(RecentRequest(f[0], f[1], f[2], f[4], f[3], f[5], f[6], f[7], f[8], f[9], f[10],
-                                     f[11], f[14], f[12], f[13], f[15], f[16], f[17], f[18]))  # fmt: skip
+            e = ring[-i]
+            if isinstance(e, RawRequest):  # a queued request, as kept when it was folded
+                out.append(RecentRequest(e.ts, e.protocol, e.method, e.path, e.endpoint, e.status,
+                                         e.duration_ms, e.ttfb_ms, e.sent, e.received, e.client_id,
+                                         e.user_agent, e.test_run, e.workspace, e.environment, e.route_id,
+                                         e.injected, e.fault, e.trace_id))  # fmt: skip
+            else:  # CapturedRequest fields, in order
+                f = e
+                out.append(RecentRequest(f[0], f[1], f[2], f[4], f[3], f[5], f[6], f[7], f[8], f[9], f[10],
+                                         f[11], f[14], f[12], f[13], f[15], f[16], f[17], f[18]))  # fmt: skip
         return out

@@ -121,10 +121,10 @@ class CellFolding:
         self._caps_minute = -1
         self._caps = _MinuteCaps()
         self._caps_by_minute: dict[int, _MinuteCaps] = {}
-        # The ring keeps the plain tuples of str/number fields the fold gets (CapturedRequest
-        # order; recent() maps them to RecentRequest): the GC stops tracking such tuples, so a
-        # full ring adds nothing to every full collection.
-        self._ring: deque[Fields] = deque(maxlen=max(1, config.recent_requests))
+        # The ring keeps a request the middleware queued as itself (RawRequest.keep) and one
+        # given as a CapturedRequest as its fields tuple (CapturedRequest order); recent() maps
+        # both to RecentRequest.
+        self._ring: deque[RawRequest | Fields] = deque(maxlen=max(1, config.recent_requests))
         self._total_requests = 0
         self._total_errors = 0
         self._total_sessions = 0
@@ -192,7 +192,11 @@ class CellFolding:
                 c.faults += 1
             if in_flight > c.active:
                 c.active = in_flight
-            ring_append(fields)
+            if isinstance(item, RawRequest):  # narrowed: a native call, the fields stay unboxed
+                item.keep(fields)
+                ring_append(item)
+            else:
+                ring_append(fields)
             if status >= 400:
                 self._error(fields, key)
         self._minute, self._minute_start, self._minute_end = minute, start, end

@@ -310,3 +310,39 @@ def test_recorders_inlined_bucket_matches_the_histogram_module() -> None:
         expected[b] = expected.get(b, 0) + 1
     (delta,) = r.swap().series.values()
     assert delta.histogram == expected
+
+
+def test_the_ring_shows_a_queued_request_as_its_fields_would() -> None:
+    """A queued RawRequest is kept in the ring as itself (no tuple per request): recent() must
+    show exactly what the CapturedRequest of the same request shows — truncated path and method,
+    Content-Length when the body went unread, the host's fields, the trace id, the client as
+    capped — and the references it was built from are dropped."""
+    config = AnalyticsConfig(max_clients=2)
+    builder = RequestBuilder(config)
+    tp = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+    def make(i: int) -> RawRequest:
+        headers = [(b"user-agent", f"t/{i}".encode()), (b"content-length", b"7"), (b"traceparent", tp),
+                   (b"x-test-run", b"run-1")]  # fmt: skip
+        raw = _raw(builder, "/u/" + "x" * (300 if i == 0 else i), headers)
+        raw.method = "PROPFIND-" + "M" * 20 if i == 1 else "GET"
+        raw.client = (f"10.0.0.{i}", 5000)
+        raw.status = 503 if i == 2 else 200
+        raw.mf = {"route_template": f"/u/{{id}}/{i}", "workspace": "ws", "environment": "stage",
+                  "route_id": "r1", "injected_latency_ms": 5, "fault_injected": True}  # fmt: skip
+        return raw
+
+    queued = Recorder(config, instance="h:1")
+    given = Recorder(config, instance="h:1")
+    kept = []
+    for i in range(5):
+        raw = make(i)
+        queued.record_raw(raw)
+        kept.append(raw)
+        given.record(CapturedRequest(*make(i).build()))
+    got = queued.recent()
+    assert got == given.recent()
+    assert [x.client_id for x in reversed(got)] == ["10.0.0.0", "10.0.0.1", OTHER, OTHER, OTHER]
+    assert len(got[-1].path) == 256 and got[-2].method == "PROPFIND-MMMMMMM" and got[0].bytes_received == 7
+    assert got[0].trace_id == "4bf92f3577b34da6a3ce929d0e0e4736" and got[0].injected_latency_ms == 5.0
+    assert all(r.headers is None and r.mf is None and r.client is None for r in kept)
