@@ -170,6 +170,14 @@ def parse_traceparent(value: bytes) -> tuple[str, str]:
     return trace_id.decode("ascii"), span_id.decode("ascii")
 
 
+def _text(value: object, default: str) -> str:
+    """A value of the host's scope dict as text: ``default`` when empty or missing (a str is
+    tested by length: compiled, no generic truth test)."""
+    if type(value) is str:
+        return value if value else default
+    return str(value) if value else default
+
+
 def _header_text(value: bytes, limit: int) -> str:
     return value[:limit].decode("latin-1").strip()
 
@@ -247,27 +255,21 @@ class RequestBuilder:
             # The host's scope contract (example_host/hookspecs.py); another host may leave keys
             # out. A dict (as the contract says) is read directly: compiled, that is a C lookup.
             d: dict[str, Any] = mf if isinstance(mf, dict) else dict(mf)
-            template = d.get("route_template")
-            workspace = d.get("workspace") or "default"
-            environment = d.get("environment") or "dev"
-            route_id = d.get("route_id") or ""
-            injected = d.get("injected_latency_ms") or 0.0
+            value = d.get("route_template")
+            template = value if type(value) is str else ""  # anything else: not a template
+            workspace = _text(d.get("workspace"), "default")
+            environment = _text(d.get("environment"), "dev")
+            route_id = _text(d.get("route_id"), "")
+            value = d.get("injected_latency_ms")
+            injected = value if type(value) is float else (float(value) if value else 0.0)
             fault = bool(d.get("fault_injected"))
-            if type(workspace) is not str:
-                workspace = str(workspace)
-            if type(environment) is not str:
-                environment = str(environment)
-            if type(route_id) is not str:
-                route_id = str(route_id)
             if len(route_id) > MAX_PATH_CHARS:
                 route_id = route_id[:MAX_PATH_CHARS]
-            if type(injected) is not float:
-                injected = float(injected)
         else:
-            template = None
+            template = ""
             workspace, environment, route_id, injected, fault = "default", "dev", "", 0.0, False
         # Lengths are compared before slicing: most values are short, and a slice costs more.
-        if template and type(template) is str:
+        if template:
             endpoint = template if len(template) <= MAX_PATH_CHARS else template[:MAX_PATH_CHARS]
         else:
             endpoint = _endpoint(raw.route, raw.root_path, path, raw.outer_root)

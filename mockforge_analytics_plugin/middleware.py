@@ -241,7 +241,7 @@ class CaptureMiddleware:
     def _begin(self, scope: Scope, receive: Receive, send: Send) -> _HttpCall | None:
         """A new request's _HttpCall, counted in flight; None for the mount and excluded paths."""
         outer_root = scope.get("root_path", "")
-        path = self._route_path(scope)[0] if outer_root else scope["path"]
+        path: str = self._route_path(scope)[0] if outer_root else scope["path"]
         # Only a path starting like the mount or a pattern can be excluded: one C call for most
         # requests instead of hashing a new path string for the verdict cache.
         if path.startswith(self._candidate_prefixes):

@@ -31,7 +31,9 @@ TRIM_LOW_WATER = 0.9  # trim to 90% of a bound, so a store that stays down does 
 _INF = float("inf")
 # Cell keys: (minute, protocol, method, endpoint, status, workspace, environment, test_run,
 # client_id, user_agent); the first eight are the series' lookup key (series_index_key).
-CellKey = tuple[int, str, str, str, int, str, str, str, str, str]
+# The minute is the int boxed once per minute (Any: compiled, it is not boxed again for every
+# request's key, and keys of one minute hash and compare it by identity).
+CellKey = tuple[Any, str, str, str, int, str, str, str, str, str]
 _SERIES_DIMS = 8
 
 
@@ -108,6 +110,7 @@ class CellFolding:
         )
         self._cells: dict[CellKey, Cell] = {}
         self._minute = -1  # the newest minute seen, and its window as floats (ts is a float)
+        self._minute_key: Any = -1  # the same minute, boxed once for the cell keys
         self._minute_start = -_INF
         self._minute_end = -_INF
         # Series are looked up by a plain tuple (hashing a frozen dataclass is slower); the
@@ -138,6 +141,8 @@ class CellFolding:
         cells = self._cells
         ring_append = self._ring.append
         minute, start, end = self._minute, self._minute_start, self._minute_end
+        minute_key: Any = self._minute_key
+        m: Any
         failures = self.build_failures
         sessions = 0
         fields: Fields
@@ -153,11 +158,13 @@ class CellFolding:
                 _trace_id, _span_id, _error_type, _error_message, _request_id, in_flight,
             ) = fields  # fmt: skip
             if start <= ts < end:
-                m = minute
+                m = minute_key
             else:
-                m = int(ts // 60) * 60
-                if m > minute:
-                    minute, start, end = m, float(m), float(m + 60)
+                mi = int(ts // 60) * 60
+                m = mi
+                if mi > minute:
+                    minute, start, end = mi, float(mi), float(mi + 60)
+                    minute_key = m
             key = (m, protocol, method, endpoint, status, workspace, environment, test_run, client_id,
                    user_agent)  # fmt: skip
             c = cells.get(key)
@@ -200,6 +207,7 @@ class CellFolding:
             if status >= 400:
                 self._error(fields, key)
         self._minute, self._minute_start, self._minute_end = minute, start, end
+        self._minute_key = minute_key
         added = len(pending) - (self.build_failures - failures)
         self._total_requests += added
         self._total_sessions += sessions

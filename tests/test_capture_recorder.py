@@ -346,3 +346,15 @@ def test_the_ring_shows_a_queued_request_as_its_fields_would() -> None:
     assert len(got[-1].path) == 256 and got[-2].method == "PROPFIND-MMMMMMM" and got[0].bytes_received == 7
     assert got[0].trace_id == "4bf92f3577b34da6a3ce929d0e0e4736" and got[0].injected_latency_ms == 5.0
     assert all(r.headers is None and r.mf is None and r.client is None for r in kept)
+
+
+def test_the_hosts_scope_values_of_other_types_are_read_as_text() -> None:
+    """Another host may put numbers, None or empty strings in scope["mockforge"]: empty or missing
+    values take the defaults, others become text, and a template that is not a str is ignored."""
+    builder = RequestBuilder(AnalyticsConfig())
+    raw = _raw(builder, "/orders/123", [])
+    raw.mf = {"route_template": 5, "workspace": 7, "environment": "", "route_id": None,
+              "injected_latency_ms": 3, "fault_injected": 1}  # fmt: skip
+    f = CapturedRequest(*raw.build())
+    assert (f.endpoint, f.workspace_id, f.environment, f.mock_route_id) == ("/orders/{id}", "7", "dev", "")
+    assert f.injected_latency_ms == 3.0 and type(f.injected_latency_ms) is float and f.fault_injected is True
