@@ -22,7 +22,10 @@ process executes whatever else runs on the machine. Each variant runs twice, wit
 INSTR_SMALL and INSTR_LARGE requests, and the figure is the difference divided by the
 difference in requests (start-up and shutdown cancel out). INSTR_SMALL is past the recent-requests
 ring's 1000 entries, so every counted request also evicts one, as in a server that has run a
-while (with 300, the counted requests included 700 that evicted nothing). One run is:
+while (with 300, the counted requests included 700 that evicted nothing). The host's start-up heap
+is frozen as `example-host serve` does. Variants whose per-request code is the same still differ
+by up to ~1.6k between builds (where the garbage collector's passes fall): read differences below
+~2k as noise. One run is:
 
   PYTHONHASHSEED=0 OPENBLAS_NUM_THREADS=1 valgrind --tool=callgrind --dump-instr=no \
       --callgrind-out-file=OUT python benchmarks/overhead.py --_inproc VARIANT N
@@ -540,7 +543,8 @@ def run_inproc(variant: str, requests: int) -> None:
         if variant == "plain":
             app: Any = plain_app
         else:
-            app = build_app(json.loads(path.read_text()), config_path=path, env=env)
+            # freeze_gc as `example-host serve` sets it: the heap of start-up is not collected
+            app = build_app(json.loads(path.read_text()), config_path=path, env=env, freeze_gc=True)
         # What wrk sends: a Host header on a keep-alive HTTP/1.1 connection.
         headers = [(b"host", b"127.0.0.1:8080")]
 
